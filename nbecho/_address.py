@@ -1,0 +1,31 @@
+"""
+Peer addresses rendered the way operators read them in a log line.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.interfaces import IAddress
+
+
+def formatAddress(address: IAddress | None) -> str:
+    """
+    Render C{address} as C{host:port}, C{[host]:port} or C{unix:path}.
+
+    IPv6 hosts are bracketed so that the port stays unambiguous; an unnamed
+    UNIX peer (the usual case for a client socket) shows as C{unix:-}.
+    """
+    if isinstance(address, IPv6Address):
+        return f"[{address.host}]:{address.port}"
+    if isinstance(address, IPv4Address):
+        return f"{address.host}:{address.port}"
+    if isinstance(address, UNIXAddress):
+        name = address.name
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "backslashreplace")
+        return f"unix:{name or '-'}"
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is not None and port is not None:
+        return f"{host}:{port}"
+    return str(address)

@@ -1,0 +1,51 @@
+"""
+Client bytes made safe for an operator's terminal and log files.
+
+A client controls every byte it sends; written raw into a log, escape
+sequences could rewrite the operator's terminal and invalid UTF-8 could break
+log shippers.  Everything that is not printable text is shown as C{\\xNN}.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: Bytes longer than this are cut in the log; the full length is still shown.
+LOG_LIMIT = 200
+
+# Printable ASCII other than the backslash passes through untouched; anything
+# else is looked at one character at a time.
+_SUSPECT = re.compile(r"[^\x20-\x5b\x5d-\x7e]")
+
+
+def _escapeChar(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    if char == "\\":
+        return "\\\\"
+    if 0xDC80 <= code <= 0xDCFF:
+        # A byte that was not valid UTF-8, kept by surrogateescape.
+        return f"\\x{code - 0xDC00:02x}"
+    if char.isprintable():
+        return char
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def escapeMessage(data: bytes, limit: int = LOG_LIMIT) -> str:
+    """
+    Return C{data} as printable text, cut to C{limit} bytes.
+
+    Valid UTF-8 that prints stays readable; control characters (ESC, NUL,
+    C1 codes, bidirectional overrides) and bytes that are not UTF-8 become
+    C{\\xNN} escapes, and a backslash becomes C{\\\\} so the result is never
+    ambiguous.  A cut message ends in C{...} and its full length.
+    """
+    shown = data if len(data) <= limit else data[:limit]
+    text = _SUSPECT.sub(_escapeChar, shown.decode("utf-8", "surrogateescape"))
+    if shown is not data:
+        text += f"... ({len(data)} bytes)"
+    return text

@@ -1,0 +1,70 @@
+"""
+The server factory: one place for the settings every connection shares and
+for the counters that outlive each connection.
+"""
+
+from __future__ import annotations
+
+import attrs
+from twisted.internet.protocol import ServerFactory
+
+from nbecho.protocol import EchoProtocol, LineEchoProtocol
+
+#: The framings C{--framing} accepts, each with the protocol that implements it.
+FRAMINGS: dict[str, type[EchoProtocol]] = {
+    "line": LineEchoProtocol,
+    "raw": EchoProtocol,
+}
+
+
+@attrs.frozen
+class EchoSettings:
+    """
+    How every connection of one listener behaves.
+
+    @ivar framing: C{"line"} (a message ends in LF or CRLF) or C{"raw"} (each
+        chunk read from the socket is a message, as in the seed).
+    @ivar exitWord: a message equal to this ends the connection once echoed;
+        empty turns that off.
+    @ivar quiet: leave out the per-message log lines.
+    @ivar maxLineLength: the longest line, terminator excluded, that line
+        framing accepts; longer ones end the connection so that a client
+        cannot make the server buffer without bound.
+    """
+
+    framing: str = "line"
+    exitWord: bytes = b"exit"
+    quiet: bool = False
+    maxLineLength: int = 65536
+
+    def __attrs_post_init__(self) -> None:
+        if self.framing not in FRAMINGS:
+            raise ValueError(f"unknown framing {self.framing!r}")
+        if self.maxLineLength < 1:
+            raise ValueError("maxLineLength must be at least 1")
+
+
+@attrs.define
+class EchoStats:
+    """
+    Totals since the server started, for the shutdown line and for metrics.
+    """
+
+    connectionsOpen: int = 0
+    connectionsTotal: int = 0
+    messages: int = 0
+    bytesIn: int = 0
+    bytesOut: int = 0
+
+
+class EchoFactory(ServerFactory):
+    """
+    Build the protocol that C{settings.framing} names and keep the totals.
+    """
+
+    noisy = False
+
+    def __init__(self, settings: EchoSettings | None = None) -> None:
+        self.settings = settings if settings is not None else EchoSettings()
+        self.stats = EchoStats()
+        self.protocol = FRAMINGS[self.settings.framing]  # type: ignore[assignment]

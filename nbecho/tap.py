@@ -1,0 +1,136 @@
+"""
+The C{twistd nbecho} command line: options in, a running service out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from twisted.application.service import IService, MultiService
+from twisted.internet.endpoints import quoteStringArgument, serverFromString
+from twisted.python import usage
+
+from nbecho._service import ListeningService
+from nbecho.factory import FRAMINGS, EchoFactory, EchoSettings
+
+DEFAULT_PORT = 9999
+
+
+def _number(option: str, text: str, low: int, high: int | None = None) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < low or (high is not None and value > high):
+        span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise usage.UsageError(f"--{option} takes a number {span}, not {text!r}")
+    return value
+
+
+class Options(usage.Options):
+    """
+    Options of C{twistd nbecho}.
+
+    Errors end twistd with one line on standard error: twistd itself would
+    print its whole help text above the message and bury it.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "An event-driven TCP echo server: every message a client sends comes "
+        "back to it. Listens on --port (all interfaces) unless --listen gives "
+        "endpoint strings."
+    )
+    optFlags = [
+        ["quiet", "q", "Leave out the per-message log lines."],
+    ]
+    optParameters = [
+        ["port", "p", str(DEFAULT_PORT), "TCP port to listen on; 0 picks a free one."],
+        ["interface", "i", "", "Address to listen on with --port (default: all)."],
+        [
+            "framing",
+            None,
+            "line",
+            "line: messages end in LF or CRLF; raw: each "
+            "chunk read is a message (binary-safe).",
+        ],
+        [
+            "exit-word",
+            None,
+            "exit",
+            "A message equal to this is echoed, then the "
+            "connection closes; '' turns it off.",
+        ],
+        [
+            "max-line-length",
+            None,
+            "65536",
+            "Longest line (terminator excluded) in "
+            "line framing; a longer one closes the connection.",
+        ],
+    ]
+    compData = usage.Completions(
+        optActions={"framing": usage.CompleteList(sorted(FRAMINGS))}
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """
+        Listen on this endpoint (tcp:, unix:, ssl:, ...); repeatable; replaces --port.
+        """
+        self["listen"].append(description)
+
+    opt_l = opt_listen
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as error:
+            raise SystemExit(
+                f"twistd nbecho: {error} (see: twistd nbecho --help)"
+            ) from None
+
+    def postOptions(self) -> None:
+        port = _number("port", self["port"], 0, 65535)
+        if self["framing"] not in FRAMINGS:
+            raise usage.UsageError(
+                f"--framing takes one of {', '.join(sorted(FRAMINGS))}, "
+                f"not {self['framing']!r}"
+            )
+        self["settings"] = EchoSettings(
+            framing=self["framing"],
+            exitWord=self["exit-word"].encode("utf-8"),
+            quiet=bool(self["quiet"]),
+            maxLineLength=_number("max-line-length", self["max-line-length"], 1),
+        )
+        if not self["listen"]:
+            description = f"tcp:{port}"
+            if self["interface"]:
+                description += ":interface=" + quoteStringArgument(self["interface"])
+            self["listen"] = [description]
+        from twisted.internet import reactor
+
+        self["endpoints"] = []
+        for description in self["listen"]:
+            try:
+                endpoint = serverFromString(reactor, description)
+            except Exception as error:  # noqa: BLE001 - parsers raise anything
+                raise usage.UsageError(
+                    f"cannot use endpoint {description!r}: {error}"
+                ) from None
+            self["endpoints"].append((description, endpoint))
+
+
+def makeService(options: Options) -> IService:
+    """
+    One listening service per endpoint, all sharing one factory so that the
+    totals cover every listener.
+    """
+    factory = EchoFactory(options["settings"])
+    service = MultiService()
+    for description, endpoint in options["endpoints"]:
+        ListeningService(description, endpoint, factory).setServiceParent(service)
+    return service

@@ -1,0 +1,3 @@
+"""
+Unit tests for nbecho, run by C{trial nbecho} (and by pytest).
+"""
