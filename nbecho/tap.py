@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.python import usage
 
 from nbecho._service import ListeningService
+from nbecho._shutdown import ServerService
 from nbecho.factory import FRAMINGS, EchoFactory, EchoSettings
+from nbecho.limits import LimitingFactory
 
 DEFAULT_PORT = 9999
 
@@ -25,6 +27,47 @@ def _number(option: str, text: str, low: int, high: int | None = None) -> int:
         span = f"from {low} to {high}" if high is not None else f"of at least {low}"
         raise usage.UsageError(f"--{option} takes a number {span}, not {text!r}")
     return value
+
+
+def _seconds(option: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise usage.UsageError(f"--{option} takes a number of seconds, not {text!r}")
+    return value
+
+
+#: Options of issue 3 (limits), kept together to merge easily.
+_LIMIT_PARAMETERS = [
+    [
+        "idle-timeout",
+        None,
+        "300",
+        "Close a connection that sent nothing for this many seconds; 0: never.",
+    ],
+    [
+        "max-connections",
+        None,
+        "10000",
+        "Refuse connections beyond this many open ones; 0: no limit.",
+    ],
+    [
+        "max-per-peer",
+        None,
+        "0",
+        "Refuse connections beyond this many open ones from one client IP; "
+        "0: no limit.",
+    ],
+    [
+        "shutdown-grace",
+        None,
+        "5",
+        "On SIGTERM/SIGINT, seconds open connections get to receive their "
+        "echoes before they are cut.",
+    ],
+]
 
 
 class Options(usage.Options):
@@ -68,6 +111,7 @@ class Options(usage.Options):
             "Longest line (terminator excluded) in "
             "line framing; a longer one closes the connection.",
         ],
+        *_LIMIT_PARAMETERS,
     ]
     compData = usage.Completions(
         optActions={"framing": usage.CompleteList(sorted(FRAMINGS))}
@@ -105,6 +149,10 @@ class Options(usage.Options):
             exitWord=self["exit-word"].encode("utf-8"),
             quiet=bool(self["quiet"]),
             maxLineLength=_number("max-line-length", self["max-line-length"], 1),
+            idleTimeout=_seconds("idle-timeout", self["idle-timeout"]),
+            maxConnections=_number("max-connections", self["max-connections"], 0),
+            maxPerPeer=_number("max-per-peer", self["max-per-peer"], 0),
+            shutdownGrace=_seconds("shutdown-grace", self["shutdown-grace"]),
         )
         if not self["listen"]:
             description = f"tcp:{port}"
@@ -129,8 +177,11 @@ def makeService(options: Options) -> IService:
     One listening service per endpoint, all sharing one factory so that the
     totals cover every listener.
     """
-    factory = EchoFactory(options["settings"])
-    service = MultiService()
+    settings = options["settings"]
+    factory = LimitingFactory(EchoFactory(settings))
+    service = ServerService(factory, settings.shutdownGrace)
+    service.handleSignals = True
     for description, endpoint in options["endpoints"]:
-        ListeningService(description, endpoint, factory).setServiceParent(service)
+        listener = ListeningService(description, endpoint, factory)  # type: ignore[arg-type]
+        listener.setServiceParent(service)
     return service
