@@ -83,6 +83,16 @@ class Server:
                 raise AssertionError(f"no {pattern!r} in log: {self.logText()[-2000:]!r}")
             time.sleep(0.05)
 
+    def waitForCount(self, needle: bytes, count: int, timeout: float = PATIENCE) -> None:
+        """
+        Wait until C{needle} is in the log C{count} times.
+        """
+        deadline = time.monotonic() + timeout
+        while (found := self.logText().count(needle)) < count:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{needle!r} {found} times, not {count}")
+            time.sleep(0.1)
+
     def connect(self, source: str = "127.0.0.1") -> socket.socket:
         sock = socket.create_connection(
             ("127.0.0.1", self.port), timeout=PATIENCE, source_address=(source, 0)
@@ -113,23 +123,23 @@ def running(tmp: Path, *options: str) -> Iterator[Server]:
     Run C{twistd -n nbecho} on a free loopback port with C{options}.
     """
     log = tmp / "nbecho.log"
-    log.write_bytes(b"")
-    process = subprocess.Popen(
-        [
-            _twistd(),
-            "-n",
-            "--pidfile=",
-            f"--logfile={log}",
-            "nbecho",
-            "--listen",
-            "tcp:0:interface=127.0.0.1:backlog=1024",
-            *options,
-        ],
-        cwd=tmp,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    # Standard output, not --logfile: twistd rotates log files at 1 MB.
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                _twistd(),
+                "-n",
+                "--pidfile=",
+                "nbecho",
+                "--listen",
+                "tcp:0:interface=127.0.0.1:backlog=1024",
+                *options,
+            ],
+            cwd=tmp,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     server = Server(process, log, 0)
     try:
         server.port = int(server.waitForLog(_READY.pattern).group(1))
