@@ -182,8 +182,11 @@ class GuardedProtocol(ProtocolWrapper, TimeoutMixin):
         self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        # The protocol logs its close line before the factory hears of it:
+        # the last connection's line then comes before the shutdown totals.
         self.setTimeout(None)
-        super().connectionLost(reason)
+        self.wrappedProtocol.connectionLost(reason)
+        self.factory.unregisterProtocol(self)
 
 
 class LimitingFactory(WrappingFactory):

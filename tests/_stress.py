@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -80,10 +81,14 @@ class Server:
             if self.process.poll() is not None:
                 raise AssertionError(f"server exited: {self.logText()[-2000:]!r}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"no {pattern!r} in log: {self.logText()[-2000:]!r}")
+                raise AssertionError(
+                    f"no {pattern!r} in log: {self.logText()[-2000:]!r}"
+                )
             time.sleep(0.05)
 
-    def waitForCount(self, needle: bytes, count: int, timeout: float = PATIENCE) -> None:
+    def waitForCount(
+        self, needle: bytes, count: int, timeout: float = PATIENCE
+    ) -> None:
         """
         Wait until C{needle} is in the log C{count} times.
         """
@@ -118,10 +123,18 @@ class Server:
 
 
 @contextmanager
-def running(tmp: Path, *options: str) -> Iterator[Server]:
+def running(
+    tmp: Path, *options: str, fileLimit: tuple[int, int] | None = None
+) -> Iterator[Server]:
     """
-    Run C{twistd -n nbecho} on a free loopback port with C{options}.
+    Run C{twistd -n nbecho} on a free loopback port with C{options}, and
+    C{fileLimit} as its (soft, hard) C{RLIMIT_NOFILE} if given.
     """
+
+    def limit() -> None:
+        if fileLimit is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, fileLimit)
+
     log = tmp / "nbecho.log"
     # Standard output, not --logfile: twistd rotates log files at 1 MB.
     with log.open("wb") as output:
@@ -139,6 +152,7 @@ def running(tmp: Path, *options: str) -> Iterator[Server]:
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
+            preexec_fn=limit,
         )
     server = Server(process, log, 0)
     try:

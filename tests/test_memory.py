@@ -37,7 +37,9 @@ def _block(number: int) -> bytes:
     """
     first = number * (MiB // LINE)
     filler = b"%" * (LINE - 12)
-    return b"".join(b"%010d " % (first + i) + filler + b"\n" for i in range(MiB // LINE))
+    return b"".join(
+        b"%010d " % (first + i) + filler + b"\n" for i in range(MiB // LINE)
+    )
 
 
 @pytest.mark.stress
