@@ -4,13 +4,13 @@ Tests for L{nbecho.limits}: connection limits, idle timeout, lingering close.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -48,14 +48,13 @@ def tcp(host: str, port: int = 40000) -> IPv4Address:
 
 def captureLog(case: SynchronousTestCase) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
-    case.addCleanup(globalLogPublisher.removeObserver, events.append)
+    observer = cast(ILogObserver, events.append)
+    globalLogPublisher.addObserver(observer)
+    case.addCleanup(globalLogPublisher.removeObserver, observer)
     return events
 
 
 def texts(events: list[dict[str, Any]]) -> list[str]:
-    from twisted.logger import formatEvent
-
     return [formatEvent(event) for event in events]
 
 
@@ -273,8 +272,9 @@ class LingeringCloseTests(SynchronousTestCase):
         def logged(event: dict[str, Any]) -> None:
             order.append("log")
 
-        globalLogPublisher.addObserver(logged)
-        self.addCleanup(globalLogPublisher.removeObserver, logged)
+        observer = cast(ILogObserver, logged)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         harness.lose(protocol)
         self.assertEqual(order, ["log", "empty"])
         self.assertIn("close 10.0.0.1:40000", texts(events)[-1])
