@@ -121,7 +121,7 @@ class ServerService(MultiService):
             count=len(left),
         )
         for protocol in left:
-            protocol.abortConnection()
+            protocol.abortConnection("cut after the shutdown grace")
 
     def _logTotals(self) -> None:
         stats = self.factory.wrappedFactory.stats

@@ -134,8 +134,9 @@ class GuardedProtocol(ProtocolWrapper, TimeoutMixin):
         # The protocol may have been paused by backpressure: read (and
         # discard) again, or the client's end of input would go unnoticed.
         transport.resumeProducing()
-        linger = self.lingerTimeout
-        self.setTimeout(self.factory.lingerTimeout if linger is None else linger)
+        # Sending what is queued may take a slow reader a while: the idle
+        # timeout bounds that; the linger timeout starts once it is sent.
+        self.setTimeout(self.factory.idleTimeout or None)
 
     def readConnectionLost(self) -> None:
         self.readClosed = True
@@ -151,6 +152,8 @@ class GuardedProtocol(ProtocolWrapper, TimeoutMixin):
 
     def writeConnectionLost(self) -> None:
         if self.lingering:
+            linger = self.lingerTimeout
+            self.setTimeout(self.factory.lingerTimeout if linger is None else linger)
             return
         wrapped = IHalfCloseableProtocol(self.wrappedProtocol, None)
         if wrapped is not None:
@@ -158,7 +161,7 @@ class GuardedProtocol(ProtocolWrapper, TimeoutMixin):
 
     def timeoutConnection(self) -> None:
         if self.lingering or self.disconnecting:
-            self.transport.abortConnection()
+            self.abortConnection("client did not close in time")
             return
         log.info(
             "Idle timeout {peer}: nothing received for {seconds:g}s",
@@ -177,7 +180,14 @@ class GuardedProtocol(ProtocolWrapper, TimeoutMixin):
         else:
             wrapped.close(why)
 
-    def abortConnection(self) -> None:
+    def abortConnection(self, why: str = "aborted") -> None:
+        """
+        Cut the connection now, output not yet sent included, and say why
+        in its close line.
+        """
+        wrapped = self.wrappedProtocol
+        if isinstance(wrapped, EchoProtocol):
+            wrapped.closeWhy = f"{wrapped.closeWhy or 'open'}, then {why}"
         self.setTimeout(None)
         self.transport.abortConnection()
 

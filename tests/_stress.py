@@ -98,10 +98,23 @@ class Server:
                 raise AssertionError(f"{needle!r} {found} times, not {count}")
             time.sleep(0.1)
 
-    def connect(self, source: str = "127.0.0.1") -> socket.socket:
-        sock = socket.create_connection(
-            ("127.0.0.1", self.port), timeout=PATIENCE, source_address=(source, 0)
-        )
+    def connect(
+        self, source: str = "127.0.0.1", receiveBuffer: int = 0
+    ) -> socket.socket:
+        """
+        A new client; a small C{receiveBuffer} keeps the kernel from
+        holding much of what the server sends it.
+        """
+        sock = socket.socket()
+        try:
+            if receiveBuffer:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receiveBuffer)
+            sock.settimeout(PATIENCE)
+            sock.bind((source, 0))
+            sock.connect(("127.0.0.1", self.port))
+        except BaseException:
+            sock.close()
+            raise
         return sock
 
     def stop(self, sig: int = signal.SIGTERM) -> int:

@@ -180,3 +180,32 @@ def test_slowloris(server: Server) -> None:
         assert sum(other.roundTrips for other in others) > before + 10
     server.waitForLog(rb"Read Data 127\.0\.0\.1:\d+ slow")
     server.assertHealthy()
+
+
+def test_exitAmidUnreadInput(server: Server) -> None:
+    """
+    A client that pipelines lines, the exit word and more without reading
+    still receives every echo up to the exit word: closing with unread
+    input must not become a reset that drops echoes still queued.
+    """
+    before = b"".join(b"line %d\n" % (i,) for i in range(20_000))
+    with bystanders(server), server.connect(receiveBuffer=1 << 16) as sock:
+        peer = peerOf(sock)
+
+        def send() -> None:
+            try:
+                sock.sendall(before + b"exit\n" + before * 4)
+            except OSError:
+                pass  # the server may stop listening to us after the exit word
+
+        writer = threading.Thread(target=send, daemon=True)
+        writer.start()
+        # Not reading yet: the echoes wait in the server's kernel while it
+        # reads the exit word and closes.
+        server.waitForLog(rb"Read Data " + peer + rb" exit\n")
+        time.sleep(0.5)
+        answer = recvAll(sock)
+        writer.join(PATIENCE)
+    assert answer == before + b"exit\n"
+    server.waitForLog(rb"close " + peer + rb" \(exit word\)")
+    server.assertHealthy()

@@ -149,10 +149,16 @@ def test_gracefulShutdown(tmp_path: Path) -> None:
         for client in clients:
             client.reader.start()
             client.writer.start()
+        # And one whose last line is surely unfinished when the signal comes.
+        partial = server.connect()
+        _echoes(partial, b"complete")
+        partial.sendall(b"partial")
         for client in clients:
             assert client.started.wait(PATIENCE)
         time.sleep(0.5)
         assert server.stop() == 0
+        assert recvAll(partial) == b"partial"
+        partial.close()
         log = server.logText()
         for client in clients:
             client.reader.join(PATIENCE)
@@ -173,7 +179,7 @@ def test_gracefulShutdown(tmp_path: Path) -> None:
             assert bytesIn == bytesOut == len(received)
             assert received == client.stream(len(received) // 10 + 100)[: len(received)]
     assert re.search(
-        rb"nbecho stopped: 6 connections, \d+ messages, \d+ bytes in, "
+        rb"nbecho stopped: 7 connections, \d+ messages, \d+ bytes in, "
         rb"\d+ bytes out, 0 refused",
         log,
     )
@@ -198,6 +204,11 @@ def test_shutdownGraceCutsNonReaders(tmp_path: Path) -> None:
         stuck.close()
     log = server.logText()
     assert b"Shutdown grace of 1s is over: cutting 1 connections" in log
+    assert re.search(
+        rb"close 127\.0\.0\.1:\d+ \(server shutting down, then cut after the "
+        rb"shutdown grace\)",
+        log,
+    )
     assert b"nbecho stopped: 2 connections" in log
 
 

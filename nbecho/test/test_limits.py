@@ -173,7 +173,8 @@ class ConnectionLimitTests(SynchronousTestCase):
         """
         harness = Harness(maxConnections=1)
         harness.connect()
-        _, transport = harness.connect()
+        refused, transport = harness.connect()
+        refused.writeConnectionLost()
         harness.clock.advance(harness.factory.refusalLingerTimeout)
         self.assertTrue(transport.aborted)  # type: ignore[attr-defined]
 
@@ -230,10 +231,26 @@ class LingeringCloseTests(SynchronousTestCase):
         """
         A client that never closes its side is cut after the linger timeout.
         """
-        harness = Harness()
+        harness = Harness(idleTimeout=60)
         protocol, transport = harness.connect()
         protocol.dataReceived(b"exit\n")
+        # Still sending the echoes to a slow reader: the idle timeout rules.
+        harness.clock.advance(harness.factory.lingerTimeout + 1)
+        self.assertFalse(transport.aborted)  # type: ignore[attr-defined]
+        # All sent: now the client has the linger timeout to close.
+        protocol.writeConnectionLost()
         harness.clock.advance(harness.factory.lingerTimeout)
+        self.assertTrue(transport.aborted)  # type: ignore[attr-defined]
+
+    def test_slowFlushBoundedByIdleTimeout(self) -> None:
+        """
+        A client that never reads what is queued for it is cut after the
+        idle timeout.
+        """
+        harness = Harness(idleTimeout=60)
+        protocol, transport = harness.connect()
+        protocol.dataReceived(b"exit\n")
+        harness.clock.advance(60)
         self.assertTrue(transport.aborted)  # type: ignore[attr-defined]
 
     def test_halfCloseClosesAtOnce(self) -> None:

@@ -28,7 +28,9 @@ ERROR = b"error: line too long (limit %d bytes)\n" % (LIMIT,)
 
 # Few distinct bytes, so that terminators, CRLF splits and the exit word
 # come up often.
-pieces = st.sampled_from([b"a", b"b", b"\n", b"\r", b"\r\n", b"exit", b"\x00", b"\xff"])
+pieces = st.sampled_from(
+    [b"a", b"b", b"\n", b"\r", b"\r\n", b"exit", b"exit\n", b"\x00", b"\xff"]
+)
 chunks = st.lists(pieces, max_size=12).map(b"".join)
 
 
@@ -100,6 +102,15 @@ class FramingMachine(RuleBasedStateMachine):
         self.model.chunk(data)
         self.protocol.dataReceived(data)
 
+    @rule(
+        size=st.sampled_from([LIMIT - 1, LIMIT, LIMIT + 1]),
+        end=st.sampled_from([b"\n", b"\r\n", b"\r"]),
+    )
+    def sendLineAtLimit(self, size: int, end: bytes) -> None:
+        data = b"M" * size + end
+        self.model.chunk(data)
+        self.protocol.dataReceived(data)
+
     @rule(cr=st.booleans())
     def sendExit(self, cr: bool) -> None:
         data = EXIT + (b"\r\n" if cr else b"\n")
@@ -137,3 +148,15 @@ class FramingStateTests(SynchronousTestCase):
         closes exactly when the model does.
         """
         FramingMachine.TestCase("runTest").runTest()
+
+    def test_quietLineJustOverLimit(self) -> None:
+        """
+        With --quiet, a line one byte over the limit, alone in its chunk, is
+        still refused (the state machine found the quiet shortcut skipping
+        the check).
+        """
+        for end in (b"\n", b"\r\n"):
+            harness = Harness(quiet=True, maxLineLength=LIMIT)
+            protocol, transport = harness.connect()
+            protocol.dataReceived(b"M" * (LIMIT + 1) + end)
+            self.assertEqual(transport.value(), ERROR)
