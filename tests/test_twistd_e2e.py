@@ -1,0 +1,219 @@
+"""
+The C{twistd nbecho} command line as an operator meets it: help, option
+errors, a port already taken, several endpoints, shutdown, and the editable
+install developers use.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+from nbecho.tap import Options
+from tests._servers import TIMEOUT, RunningServer, runClient, twistdCommand
+from tests.conftest import ServerFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Every option the README and issue promise; kept by hand so that dropping
+#: one from L{nbecho.tap.Options} fails a test.
+DOCUMENTED = (
+    "--port",
+    "--interface",
+    "--listen",
+    "--framing",
+    "--exit-word",
+    "--quiet",
+    "--max-line-length",
+)
+
+
+def _twistd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        twistdCommand(*args),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def _longOptions() -> set[str]:
+    """
+    The long options L{nbecho.tap.Options} accepts, as C{--name}.
+    """
+    names = {flag[0] for flag in Options.optFlags}
+    names |= {parameter[0] for parameter in Options.optParameters}
+    names |= {
+        name[len("opt_") :].replace("_", "-")
+        for name in dir(Options)
+        if name.startswith("opt_") and len(name) > len("opt_x")
+    }
+    return {f"--{name}" for name in names} - {"--help", "--version"}
+
+
+def test_helpDocumentsEveryOption(tmp_path: Path) -> None:
+    """
+    C{twistd nbecho --help} describes every option the plugin accepts.
+    """
+    result = _twistd("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    helpText = result.stdout
+    options = _longOptions()
+    assert set(DOCUMENTED) <= options
+    for option in sorted(options):
+        assert re.search(rf"^ .*{re.escape(option)}[= ] *\S", helpText, re.M), option
+
+
+def test_badOptionsOneLine(tmp_path: Path) -> None:
+    """
+    Each bad option gives one line on stderr, a non-zero exit and no
+    traceback, and no server starts.
+    """
+    cases = [
+        ("--port", "abc"),
+        ("--port", "70000"),
+        ("--port", "-1"),
+        ("--framing", "bogus"),
+        ("--listen", "bogus:x"),
+        ("--listen", "tcp:notaport"),
+        ("--max-line-length", "0"),
+        ("--no-such-option",),
+    ]
+    for args in cases:
+        result = _twistd(*args, cwd=tmp_path)
+        lines = result.stderr.splitlines()
+        assert result.returncode != 0, args
+        assert len(lines) == 1, (args, lines)
+        assert lines[0].startswith("twistd nbecho: "), (args, lines)
+        assert "Traceback" not in result.stdout + result.stderr, args
+        assert "Ready?" not in result.stdout, args
+
+
+def test_portInUse(tmp_path: Path) -> None:
+    """
+    A port already in use ends twistd with exit status 1 and one line naming
+    the address, no traceback.
+    """
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _twistd("--port", str(port), "--interface", "127.0.0.1", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if "cannot listen" in line]
+    assert len(errors) == 1, output
+    assert f"127.0.0.1:{port}" in errors[0]
+    assert "Address already in use" in errors[0]
+    assert "Ready?" not in output
+
+
+def test_severalEndpoints(nbechoServer: ServerFactory, tmp_path: Path) -> None:
+    """
+    Repeated C{--listen} serves every endpoint (TCP and a UNIX socket) with
+    one C{Ready?} line each.
+    """
+    server = nbechoServer(
+        "--listen", "tcp:0:interface=127.0.0.1", "--listen", "unix:echo.sock"
+    )
+    assert server.addresses[1].startswith("unix:")
+    assert server.addresses[1].endswith("echo.sock")
+    overTCP = runClient(server.port, b"over tcp\n")
+    overUNIX = runClient(
+        None, b"over unix\n", "--connect", f"unix:{tmp_path / 'echo.sock'}"
+    )
+    assert (overTCP.returncode, overTCP.stdout) == (0, b"over tcp\n")
+    assert (overUNIX.returncode, overUNIX.stdout) == (0, b"over unix\n")
+    server.waitForLog(r"close ", count=2)
+
+
+def test_sigtermStopsCleanly(server: RunningServer) -> None:
+    """
+    SIGTERM shuts the server down in order, without a traceback, and twistd
+    reports the signal as its exit status as Twisted does for every plugin.
+    """
+    assert runClient(server.port, b"x\n").returncode == 0
+    assert server.stop() == -signal.SIGTERM
+    log = server.log()
+    assert "Traceback" not in log
+    assert "Received SIGTERM, shutting down." in log
+    assert "Main loop terminated." in log
+
+
+def test_editableInstall(tmp_path: Path) -> None:
+    """
+    C{pip install -e . --config-settings editable_mode=strict} makes
+    C{twistd nbecho} work, and edits to the source show without reinstalling.
+    """
+    project = tmp_path / "project"
+    shutil.copytree(
+        ROOT,
+        project,
+        ignore=shutil.ignore_patterns(
+            ".git", "build", "*.egg-info", "__pycache__", ".*_cache", "_trial_temp*"
+        ),
+    )
+    # A bare virtual environment that borrows this one's packages (Twisted,
+    # pip, setuptools) through a plain path entry: this environment's own
+    # nbecho install is an import hook in a .pth file, which a plain entry
+    # does not run, so only the install below can make nbecho visible.
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)],
+        check=True,
+        timeout=TIMEOUT,
+    )
+    python = str(venv / "bin" / "python")
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=TIMEOUT,
+    ).stdout.strip()
+    Path(purelib, "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    twistd = [
+        python,
+        "-c",
+        "import sys; from twisted.scripts.twistd import run; "
+        "sys.argv[0] = 'twistd'; run()",
+        "nbecho",
+        "--help",
+    ]
+
+    def helpText() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            twistd,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+
+    before = helpText()
+    assert before.returncode != 0 and "--framing" not in before.stdout
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+        + ["-e", str(project), "--config-settings", "editable_mode=strict"],
+        cwd=tmp_path,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    installed = helpText()
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert "--framing" in installed.stdout
+    tap = project / "nbecho" / "tap.py"
+    tap.write_text(tap.read_text().replace("An event-driven", "An edited"))
+    edited = helpText()
+    assert "An edited TCP echo server" in edited.stdout
