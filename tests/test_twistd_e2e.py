@@ -49,13 +49,8 @@ def _longOptions() -> set[str]:
     """
     The long options L{nbecho.tap.Options} accepts, as C{--name}.
     """
-    names = {flag[0] for flag in Options.optFlags}
-    names |= {parameter[0] for parameter in Options.optParameters}
-    names |= {
-        name[len("opt_") :].replace("_", "-")
-        for name in dir(Options)
-        if name.startswith("opt_") and len(name) > len("opt_x")
-    }
+    longOptions: list[str] = Options().longOpt
+    names = {name.rstrip("=") for name in longOptions}
     return {f"--{name}" for name in names} - {"--help", "--version"}
 
 
@@ -203,8 +198,11 @@ def test_editableInstall(tmp_path: Path) -> None:
     before = helpText()
     assert before.returncode != 0 and "--framing" not in before.stdout
     subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
-        + ["-e", str(project), "--config-settings", "editable_mode=strict"],
+        [
+            *(python, "-m", "pip", "install", "-q", "--no-deps"),
+            *("--no-build-isolation", "-e", str(project)),
+            *("--config-settings", "editable_mode=strict"),
+        ],
         cwd=tmp_path,
         capture_output=True,
         check=True,
