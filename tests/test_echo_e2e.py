@@ -113,6 +113,8 @@ def _runInTerminal(port: int, keys: list[bytes]) -> tuple[int, bytes]:
             if not chunk:
                 break
             output += chunk
+        else:
+            raise AssertionError(f"terminal session still running: {output!r}")
         status = client.wait(TIMEOUT)
     finally:
         if client.poll() is None:
