@@ -208,8 +208,8 @@ class RunningServer:
         SIGTERM the server, wait for it to exit (SIGKILL after C{timeout}
         seconds) and return its exit status; safe to call more than once.
 
-        twistd ends an orderly SIGTERM shutdown by re-raising the signal, so
-        that status is C{-signal.SIGTERM}, not 0.
+        Plain twistd ends an orderly SIGTERM shutdown by re-raising the
+        signal, so that status is C{-signal.SIGTERM} rather than 0.
         """
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
