@@ -4,11 +4,13 @@ In-memory stand-ins shared by nbecho's unit tests.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, StringTransport
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -75,25 +77,38 @@ def disconnect(proto: EchoProtocol, reason: Exception | None = None) -> None:
     proto.connectionLost(Failure(reason if reason is not None else ConnectionDone()))
 
 
+def captureLogs(case: SynchronousTestCase) -> EventLoggingObserver:
+    """
+    Collect every event logged from now until the end of C{case}.
+    """
+    events = EventLoggingObserver()
+    globalLogPublisher.addObserver(events)
+    case.addCleanup(globalLogPublisher.removeObserver, events)
+    return events
+
+
+def logLines(events: Iterable[LogEvent]) -> list[str]:
+    """
+    The nbecho lines among C{events}, formatted as an operator sees them.
+    """
+    return [
+        formatEvent(event) for event in events if event.get("log_namespace") == "nbecho"
+    ]
+
+
 class LogTestCase(SynchronousTestCase):
     """
     A test case that sees every event logged while it runs.
     """
 
     def setUp(self) -> None:
-        self.events = EventLoggingObserver()
-        globalLogPublisher.addObserver(self.events)
-        self.addCleanup(globalLogPublisher.removeObserver, self.events)
+        self.events = captureLogs(self)
 
     def logLines(self) -> list[str]:
         """
-        The nbecho log lines so far, formatted as an operator would see them.
+        The nbecho log lines so far.
         """
-        return [
-            formatEvent(event)
-            for event in self.events
-            if event.get("log_namespace") == "nbecho"
-        ]
+        return logLines(self.events)
 
     def readData(self) -> list[str]:
         """
