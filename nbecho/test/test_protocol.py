@@ -451,7 +451,7 @@ class LoggingTests(LogTestCase):
     def test_closeLine(self) -> None:
         """
         The close line names the peer, why it closed, the message count, the
-        bytes received and how long the connection lasted.
+        bytes received and sent, and how long the connection lasted.
         """
         clock = Clock()
         clock.advance(100)
@@ -462,10 +462,9 @@ class LoggingTests(LogTestCase):
         disconnect(proto)
         self.assertEqual(
             self.logLines()[-1],
-            "close 127.0.0.1:40000 (exit word): 3 messages, 17 bytes in 1.500s",
+            "close 127.0.0.1:40000 (exit word): "
+            "3 messages, 17 bytes in, 17 bytes out, 1.500s",
         )
-        event = self.events[-1]
-        self.assertEqual(event["bytesOut"], 17)
 
     def test_closeReasons(self) -> None:
         """
@@ -482,10 +481,10 @@ class LoggingTests(LogTestCase):
         disconnect(proto, ConnectionLost("reset by peer"))
         closes = [line for line in self.logLines() if line.startswith("close ")]
         self.assertEqual(len(closes), 3)
-        self.assertIn("(client closed): 0 messages, 0 bytes in", closes[0])
-        self.assertIn("(line too long): 0 messages, 4 bytes in", closes[1])
+        self.assertIn("(client closed): 0 messages, 0 bytes in, 0 bytes out", closes[0])
+        self.assertIn("(line too long): 0 messages, 4 bytes in, 0 bytes out", closes[1])
         self.assertIn("reset by peer", closes[2])
-        self.assertIn("1 messages, 2 bytes in", closes[2])
+        self.assertIn("1 messages, 2 bytes in, 2 bytes out", closes[2])
 
     def test_lineTooLongWarning(self) -> None:
         """
