@@ -50,6 +50,9 @@ class ConsoleTests(SynchronousTestCase):
     """
 
     def connect(self, prompt: bool = False) -> None:
+        """
+        Wire a console to a connected server protocol, as L{session} does.
+        """
         self.server = EchoClient()
         self.socket = SocketTransport()
         self.server.makeConnection(self.socket)
@@ -69,6 +72,9 @@ class ConsoleTests(SynchronousTestCase):
         self.console.connectionLost(Failure(ConnectionDone()))
 
     def sessionError(self) -> str:
+        """
+        The one-line reason the session failed with.
+        """
         return str(self.failureResultOf(self.done, SessionLostError).value)
 
     def test_linesSent(self) -> None:

@@ -172,7 +172,7 @@ class LineLengthTests(SynchronousTestCase):
     def test_tooLongCompleteLine(self) -> None:
         """
         Lines before the long one are echoed, then the error line, then the
-        connection closes; later lines are dropped.  Quiet or not.
+        connection closes and later lines are dropped, quiet or not.
         """
         for quiet in (False, True):
             proto, transport = connect(EchoSettings(maxLineLength=8, quiet=quiet))

@@ -45,6 +45,9 @@ def portOf(service: ListeningService) -> int:
 
 
 def parse(*argv: str) -> Options:
+    """
+    Parse C{argv} as twistd would after C{twistd nbecho}.
+    """
     options = Options()
     options.parseOptions(list(argv))
     return options
@@ -391,6 +394,10 @@ class RealListenTests(TestCase):
     """
 
     def listen(self, description: str) -> ListeningService:
+        """
+        Start listening on C{description} with the real reactor until the
+        test ends.
+        """
         endpoint = serverFromString(reactor, description)
         service = ListeningService(description, endpoint, EchoFactory())
         service.privilegedStartService()
