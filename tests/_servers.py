@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import IO, Callable, Optional
 
 import attrs
+import pytest
 
 #: The directory holding C{twistd}, C{nbecho-client}, C{trial}: the scripts
 #: of the environment running these tests, whatever C{PATH} says.
@@ -53,6 +55,18 @@ def script(name: str) -> str:
     run the nbecho under test rather than one found on C{PATH}.
     """
     return str(BIN / name)
+
+
+def tool(name: str) -> str:
+    """
+    The path of third-party program C{name} (C{nc}, C{socat}, C{openssl},
+    ...); the test is skipped without it, which fails the run in CI, where
+    every tool comes from C{.ci/apt-packages}.
+    """
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (see .ci/apt-packages)")
+    return path
 
 
 def twistdCommand(*nbechoArgs: str) -> list[str]:

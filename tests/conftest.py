@@ -4,29 +4,32 @@ end-to-end test fails the run.
 
 Fixtures:
 
-  - C{nbechoServer}: a factory; C{nbechoServer(*twistdArgs, listeners=N)}
-    starts a real C{twistd -n --pidfile= nbecho} (loopback, port 0 unless the
-    arguments say otherwise), waits for its C{Ready?} lines and returns a
-    L{tests._servers.RunningServer} (C{.port}, C{.addresses}, C{.pid},
+  - C{nbechoServer}: a factory; C{nbechoServer(*twistdArgs, listeners=N,
+    timeout=S, env=E, passFds=F)} (see L{tests._servers.startServer})
+    starts a real C{twistd -n --pidfile= nbecho} (loopback, port 0 unless
+    the arguments say otherwise), waits for its C{Ready?} lines and returns
+    a L{tests._servers.RunningServer} (C{.port}, C{.addresses}, C{.pid},
     C{.log()}, C{.waitForLog()}, C{.signal()}, C{.stop()}).  Every server
     it started is stopped when the test ends, whatever happened.
   - C{server}: one server with default options, for tests that need nothing
     special.
 
-Helpers to run C{nbecho-client} (C{runClient}, C{startClient}) and to find
-free ports and console scripts live in L{tests._servers}.
+Helpers to run C{nbecho-client} (C{runClient}, C{startClient}), to find
+console scripts (C{script}) and Debian tools (C{tool}), to wait for a
+condition (C{waitFor}) and to read a pipe line by line (C{readLine}) live in
+L{tests._servers}.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import pytest
 
-from tests._servers import RunningServer, startServer
+from tests._servers import TIMEOUT, RunningServer, startServer
 
 
 class ServerFactory(Protocol):
@@ -35,7 +38,12 @@ class ServerFactory(Protocol):
     """
 
     def __call__(
-        self, *twistdArgs: str, listeners: int | None = None
+        self,
+        *twistdArgs: str,
+        listeners: int | None = None,
+        timeout: float = TIMEOUT,
+        env: dict[str, str] | None = None,
+        passFds: Sequence[int] = (),
     ) -> RunningServer: ...
 
 
@@ -49,8 +57,21 @@ def nbechoServer(tmp_path: Path) -> Iterator[ServerFactory]:
     """
     started: list[RunningServer] = []
 
-    def start(*twistdArgs: str, listeners: int | None = None) -> RunningServer:
-        server = startServer(tmp_path, *twistdArgs, listeners=listeners)
+    def start(
+        *twistdArgs: str,
+        listeners: int | None = None,
+        timeout: float = TIMEOUT,
+        env: dict[str, str] | None = None,
+        passFds: Sequence[int] = (),
+    ) -> RunningServer:
+        server = startServer(
+            tmp_path,
+            *twistdArgs,
+            listeners=listeners,
+            timeout=timeout,
+            env=env,
+            passFds=passFds,
+        )
         started.append(server)
         return server
 

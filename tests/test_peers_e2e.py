@@ -5,24 +5,10 @@ C{twistd -n nbecho}, and what the server's log shows the operator.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
-import pytest
-
-from tests._servers import TIMEOUT, RunningServer
+from tests._servers import TIMEOUT, RunningServer, tool
 from tests.conftest import ServerFactory
-
-
-def _tool(name: str) -> str:
-    """
-    The path of a Debian tool from C{.ci/apt-packages}; skip without it
-    (which fails the run in CI).
-    """
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed (see .ci/apt-packages)")
-    return path
 
 
 def _nc(port: int, data: bytes) -> bytes:
@@ -31,7 +17,7 @@ def _nc(port: int, data: bytes) -> bytes:
     input) and return everything received until the server closes.
     """
     result = subprocess.run(
-        [_tool("nc"), "-N", "127.0.0.1", str(port)],
+        [tool("nc"), "-N", "127.0.0.1", str(port)],
         input=data,
         capture_output=True,
         timeout=TIMEOUT,
@@ -47,7 +33,7 @@ def _socat(port: int, data: bytes) -> bytes:
     of input.
     """
     result = subprocess.run(
-        [_tool("socat"), "-t", str(TIMEOUT), "-", f"TCP:127.0.0.1:{port}"],
+        [tool("socat"), "-t", str(TIMEOUT), "-", f"TCP:127.0.0.1:{port}"],
         input=data,
         capture_output=True,
         timeout=TIMEOUT + 5,
@@ -97,7 +83,7 @@ def test_socatExitWordIsEchoedThenCloses(server: RunningServer) -> None:
     # socat's stdin stays open (it is never written to after this): only the
     # server can end this session.
     peer = subprocess.Popen(
-        [_tool("socat"), "-", f"TCP:127.0.0.1:{server.port}"],
+        [tool("socat"), "-", f"TCP:127.0.0.1:{server.port}"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
