@@ -149,8 +149,13 @@ class Console(LineReceiver):
             self.error = error
 
     def serverGone(self, reason: Failure) -> None:
-        if self.error is None and (self.sending or not reason.check(ConnectionDone)):
-            self.error = f"connection lost: {reason.getErrorMessage()}"
+        if self.error is None:
+            if not reason.check(ConnectionDone):
+                self.error = f"connection lost: {reason.getErrorMessage()}"
+            elif self.sending:
+                # Twisted calls this "closed cleanly"; to the user the server
+                # went away in the middle of the session.
+                self.error = "the server closed the connection mid-session"
         self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:

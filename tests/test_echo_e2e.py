@@ -182,6 +182,7 @@ def test_serverKilledMidSession(server: RunningServer) -> None:
     assert status == 3
     assert len(lines) == 1, lines
     assert f"127.0.0.1:{server.port}" in lines[0]
+    assert "closed the connection mid-session" in lines[0]
 
 
 def test_clientUsageErrors() -> None:

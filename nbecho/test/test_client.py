@@ -212,7 +212,7 @@ class ConsoleTests(SynchronousTestCase):
         self.console.dataReceived(b"a\n")
         self.serverCloses()
         message = self.sessionError()
-        self.assertEqual(message, "connection lost: Connection was closed cleanly.")
+        self.assertEqual(message, "the server closed the connection mid-session")
         self.assertNotIn("\n", message)
 
     def test_resetAfterExit(self) -> None:
