@@ -335,3 +335,22 @@ def readLine(stream: IO[bytes], timeout: float = TIMEOUT) -> bytes:
                 break
             data += chunk
     return data
+
+
+def readToEnd(stream: IO[bytes], timeout: float = TIMEOUT) -> bytes:
+    """
+    Read a pipe until its writer closes it, failing instead of hanging after
+    C{timeout}.
+    """
+    data = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                raise AssertionError(f"pipe still open after {timeout}s: {data!r}")
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
+                return data
+            data += chunk

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import subprocess
 
-from tests._servers import TIMEOUT, RunningServer, tool
+from tests._servers import TIMEOUT, RunningServer, readToEnd, tool
 from tests.conftest import ServerFactory
 
 
@@ -91,7 +91,8 @@ def test_socatExitWordIsEchoedThenCloses(server: RunningServer) -> None:
     try:
         peer.stdin.write(b"one\nexit\n")
         peer.stdin.flush()
-        output = peer.stdout.read() if peer.stdout else b""
+        assert peer.stdout is not None
+        output = readToEnd(peer.stdout)
         assert peer.wait(TIMEOUT) == 0
     finally:
         peer.stdin.close()
