@@ -323,6 +323,8 @@ def _tlsProblem(error: Exception) -> str:
     """
     One line for a failed TLS handshake: OpenSSL's reason, not its tuple.
     """
+    if type(error).__name__ == "VerificationError":  # service_identity's
+        return "TLS handshake failed: certificate does not match the host name"
     args = error.args[0] if error.args else None
     if isinstance(args, list) and args and isinstance(args[0], tuple):
         reasons = ", ".join(str(entry[-1]) for entry in args)
