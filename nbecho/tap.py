@@ -119,9 +119,24 @@ class Options(usage.Options):
                 endpoint = serverFromString(reactor, description)
             except Exception as error:  # noqa: BLE001 - parsers raise anything
                 raise usage.UsageError(
-                    f"cannot use endpoint {description!r}: {error}"
+                    f"cannot use endpoint {description!r}: "
+                    f"{_systemdProblem(description, error) or error}"
                 ) from None
             self["endpoints"].append((description, endpoint))
+
+
+def _systemdProblem(description: str, error: Exception) -> str | None:
+    """
+    Name what is missing when a C{systemd:} endpoint finds no socket: the
+    parser's own error is a bare C{IndexError} or C{KeyError}.
+    """
+    if description.startswith("systemd:") and isinstance(error, (IndexError, KeyError)):
+        which = str(error) if isinstance(error, KeyError) else "0"
+        for argument in description.split(":")[1:]:
+            if argument.startswith("index="):
+                which = argument[len("index=") :]
+        return f"no socket {which} inherited from systemd (LISTEN_FDS, LISTEN_FDNAMES)"
+    return None
 
 
 def makeService(options: Options) -> IService:

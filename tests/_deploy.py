@@ -178,23 +178,37 @@ def startServer(
     C{--metrics} unless C{ready} says otherwise).
     """
     logPath = directory / logName
-    outputPath = directory / (logName + ".out")
-    command = [
-        *wrapper,
-        TWISTD,
-        "-n",
-        "--pidfile=",
-        f"--logfile={logPath}",
-        "nbecho",
-        *options,
-    ]
-    with outputPath.open("wb") as output:
-        process = subprocess.Popen(
-            command, cwd=directory, stdout=output, stderr=subprocess.STDOUT
-        )
-    server = Server(process, logPath, outputPath)
     if ready is None:
         ready = sum(option in ("--listen", "--metrics") for option in options) or 1
+    return startTwistd(
+        directory,
+        [*wrapper, TWISTD, "-n", "--pidfile=", f"--logfile={logPath}", "nbecho"],
+        options,
+        logPath,
+        ready,
+    )
+
+
+def startTwistd(
+    directory: Path,
+    twistd: Sequence[str],
+    options: Sequence[str],
+    logPath: Path,
+    ready: int,
+) -> Server:
+    """
+    Run C{twistd} (a command line ending in C{nbecho}) with the plugin's
+    C{options}, and wait for C{ready} Ready? lines in C{logPath}.
+    """
+    outputPath = logPath.with_name(logPath.name + ".out")
+    with outputPath.open("wb") as output:
+        process = subprocess.Popen(
+            [*twistd, *options],
+            cwd=directory,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(process, logPath, outputPath)
     if ready:
         try:
             server.waitReady(ready)
