@@ -10,6 +10,7 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.python import usage
 
+from nbecho._proxy import proxiedFromString
 from nbecho._service import ListeningService
 from nbecho.factory import FRAMINGS, EchoFactory, EchoSettings
 
@@ -116,7 +117,9 @@ class Options(usage.Options):
         self["endpoints"] = []
         for description in self["listen"]:
             try:
-                endpoint = serverFromString(reactor, description)
+                endpoint = proxiedFromString(reactor, description) or serverFromString(
+                    reactor, description
+                )
             except Exception as error:  # noqa: BLE001 - parsers raise anything
                 raise usage.UsageError(
                     f"cannot use endpoint {description!r}: "
