@@ -30,7 +30,7 @@ CLIENT = str(BIN / "nbecho-client")
 #: Long enough for a slow, shared CI machine; every wait here is bounded.
 STARTUP = 30.0
 
-_READY = re.compile(r"Ready\? nbecho listening on (\S+) \((.*)\)$")
+_READY = re.compile(r"Ready\? nbecho (listening on|metrics at) (\S+) \((.*)\)$")
 
 
 def tool(name: str) -> str:
@@ -91,7 +91,7 @@ def jsonEvents(text: str) -> list[dict[str, object]]:
 def readyLines(text: str) -> dict[str, str]:
     """
     The listening addresses a server logged, by endpoint description, from a
-    text or a JSON log.
+    text or a JSON log; the metrics URL under C{--metrics DESCRIPTION}.
     """
     ready: dict[str, str] = {}
     for line in text.splitlines():
@@ -102,10 +102,15 @@ def readyLines(text: str) -> dict[str, str]:
                 continue  # a line still being written
             if event.get("nbecho_event") == "ready":
                 ready[event["description"]] = event["address"]
+            elif event.get("nbecho_event") == "metrics_ready":
+                ready["--metrics " + event["description"]] = event["url"]
             continue
         match = _READY.search(line)
         if match:
-            ready[match.group(2)] = match.group(1)
+            kind, address, description = match.groups()
+            if kind == "metrics at":
+                description = "--metrics " + description
+            ready[description] = address
     return ready
 
 
