@@ -200,12 +200,14 @@ def startTwistd(
     options: Sequence[str],
     logPath: Path,
     ready: int,
+    outputPath: Path | None = None,
 ) -> Server:
     """
     Run C{twistd} (a command line ending in C{nbecho}) with the plugin's
-    C{options}, and wait for C{ready} Ready? lines in C{logPath}.
+    C{options}, and wait for C{ready} Ready? lines in C{logPath}; its
+    standard output and error go to C{outputPath}.
     """
-    outputPath = logPath.with_name(logPath.name + ".out")
+    outputPath = outputPath or logPath.with_name(logPath.name + ".out")
     with outputPath.open("wb") as output:
         process = subprocess.Popen(
             [*twistd, *options],
