@@ -55,8 +55,8 @@ class EchoStats:
     messages: int = 0
     bytesIn: int = 0
     bytesOut: int = 0
-    #: Connections refused or ended by a limit, by reason (for metrics).
-    refusals: dict[str, int] = attrs.Factory(dict)
+    #: Refused connections by the limit that refused them.
+    refused: dict[str, int] = attrs.Factory(dict)
 
 
 class EchoFactory(ServerFactory):

@@ -58,10 +58,10 @@ class StatsCollector:
         )
         refusals = CounterMetricFamily(
             "nbecho_refusals",
-            "Connections refused or closed by a limit, by reason.",
+            "Connections refused by a limit, by the limit's option name.",
             labels=["reason"],
         )
-        for reason, count in sorted(stats.refusals.items()):
+        for reason, count in sorted(stats.refused.items()):
             refusals.add_metric([reason], count)
         yield refusals
         yield CounterMetricFamily(

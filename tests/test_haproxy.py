@@ -14,13 +14,22 @@ from pathlib import Path
 import attrs
 import pytest
 import pytest_twisted
-from _deploy import Server, freePort, lines, runClient, startServer, tool, waitUntil
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
+
+from tests._deploy import (
+    Server,
+    freePort,
+    lines,
+    runClient,
+    startServer,
+    tool,
+    waitUntil,
+)
 
 CONTRIB = Path(__file__).parent.parent / "contrib"
 CLIENTS = 6
@@ -109,7 +118,7 @@ class _Only(Factory):
 _ACCEPT = re.compile(r"Accept 127\.0\.0\.1:(\d+)$", re.MULTILINE)
 
 
-@pytest_twisted.ensureDeferred  # type: ignore[untyped-decorator]
+@pytest_twisted.ensureDeferred
 async def test_clients_through_haproxy(haproxy: Proxied) -> None:
     """Clients through HAProxy get their data back; both instances log their ports."""
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", haproxy.port)

@@ -8,8 +8,16 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from _deploy import TWISTD, jsonEvents, portOf, runClient, startServer, startTwistd
 from twisted.logger import eventsFromJSONLogFile, formatEvent
+
+from tests._deploy import (
+    TWISTD,
+    jsonEvents,
+    portOf,
+    runClient,
+    startServer,
+    startTwistd,
+)
 
 HOSTILE = b"plain\n\x1b[31mred\x1b[0m \xff\xfe\ttab\nexit\n"
 

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _deploy import TWISTD, Server, lines, portOf, runClient, startServer, tool
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests._deploy import TWISTD, Server, lines, portOf, runClient, startServer, tool
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

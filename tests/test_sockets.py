@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _deploy import CLIENT, Server, lines, runClient, startServer, tool
+
+from tests._deploy import CLIENT, Server, lines, runClient, startServer, tool
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from _deploy import (
+from tests._deploy import (
     CLIENT,
     TWISTD,
     Server,

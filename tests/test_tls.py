@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _deploy import PKI, Server, lines, makePKI, runClient, startServer, tool
+
+from tests._deploy import PKI, Server, lines, makePKI, runClient, startServer, tool
 
 
 @pytest.fixture(scope="module")
