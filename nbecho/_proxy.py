@@ -6,9 +6,11 @@ protocol as soon as the connection is accepted, before the header has
 named the client: C{connectionMade} would log the load balancer's address
 (U{twisted#12501<https://github.com/twisted/twisted/issues/12501>}).  Its
 wrapper is not half-closeable either, so a client's end of input would close
-the connection at once and lose the echoes still on their way.  Here the
-same parser and wrapper are used, with the echo protocol started once the
-header is read and half-close passed through.
+the connection at once and lose the echoes still on their way; and it drops
+a connection whose first read holds less than 16 bytes of a header.  Here
+the same parsers and wrapper are used, with the echo protocol started once
+the header is read, half-close passed through, and a short first read kept
+until it can be told apart.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ log = Logger(namespace="nbecho")
 
 PREFIX = "haproxy:"
 
+# Shortest first reads from which Twisted's wrapper can pick the version.
+_V2_MINIMUM = 16
+_V1_MINIMUM = 8
+
 
 class _Held(Protocol):
     """
@@ -65,6 +71,7 @@ class ProxiedConnection(HAProxyProtocolWrapper):
     """
 
     started = False
+    _start = b""
 
     def makeConnection(self, transport: ITransport) -> None:
         # ProtocolWrapper.makeConnection, except that the wrapped protocol
@@ -77,6 +84,17 @@ class ProxiedConnection(HAProxyProtocolWrapper):
         if self.started:
             self.wrappedProtocol.dataReceived(data)
             return
+        if self._parser is None:
+            # Twisted tells the versions apart from the first read alone and
+            # drops a connection whose first read is a short piece of a
+            # header: wait for enough bytes to tell.
+            data = self._start + data
+            if len(data) < _V2_MINIMUM and not (
+                data.startswith(b"PROXY ") and len(data) >= _V1_MINIMUM
+            ):
+                self._start = data
+                return
+            self._start = b""
         protocol, held = self.wrappedProtocol, _Held()
         self.wrappedProtocol = held
         try:
