@@ -6,8 +6,8 @@ observer reaches twistd.
 from __future__ import annotations
 
 import io
-import os
 import json
+import os
 import sys
 
 from twisted.application.service import Application, IService
