@@ -17,6 +17,7 @@ from tests._deploy import (
     runClient,
     startServer,
     startTwistd,
+    tool,
 )
 
 HOSTILE = b"plain\n\x1b[31mred\x1b[0m \xff\xfe\ttab\nexit\n"
@@ -109,3 +110,34 @@ def test_bad_log_format(tmp_path: Path) -> None:
         "twistd nbecho: --log-format takes one of text, json, not 'xml' "
         "(see: twistd nbecho --help)\n"
     )
+
+
+def test_every_event_kind_with_jq(tmp_path: Path) -> None:
+    """jq reads the log as the README shows; limits and metrics log their events."""
+    server = startServer(
+        tmp_path,
+        "--log-format", "json",
+        "--max-line-length", "10",
+        "--listen", "tcp:0:interface=127.0.0.1",
+        "--metrics", "tcp:0:interface=127.0.0.1",
+    )  # fmt: skip
+    port = str(server.port("tcp:"))
+    long = runClient("--port", port, input=b"short\n" + b"x" * 50 + b"\n")
+    assert long.stdout.startswith(b"short\nerror: line too long (limit 10 bytes)\n")
+    runClient("--port", port, input=b"fine\n")
+    server.stop()
+    events = jsonEvents(server.log())
+    tooLong = [e for e in events if e.get("nbecho_event") == "line_too_long"]
+    assert [(e["length"], e["limit"]) for e in tooLong] == [(50, 10)]
+    (metrics,) = [e for e in events if e.get("nbecho_event") == "metrics_ready"]
+    assert metrics["url"] == f"http://{metrics['address']}/metrics"
+    assert metrics["description"] == "tcp:0:interface=127.0.0.1"
+    closes = subprocess.run(
+        [tool("jq"), "-r", 'select(.nbecho_event == "close") | .peer', server.logPath],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout.decode()
+    accepted = [e["peer"] for e in events if e.get("nbecho_event") == "accept"]
+    assert closes.splitlines() == accepted
+    assert len(accepted) == 2

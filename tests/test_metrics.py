@@ -81,6 +81,7 @@ def test_scrape_during_traffic(metricsServer: Server) -> None:
         assert value(during, "nbecho_sent_bytes_total") == len(first)
         assert value(during, "nbecho_message_size_bytes_count") == 12
         assert value(during, "nbecho_message_size_bytes_sum") == 5 * 10 + 200
+        assert bucket(during, "1.0") == 0
         assert bucket(during, "8.0") == 10
         assert bucket(during, "64.0") == 10
         assert bucket(during, "256.0") == 12
