@@ -192,9 +192,10 @@ class LineEchoProtocol(EchoProtocol):
         exitWord = settings.exitWord
         if settings.quiet and not (
             (exitWord and exitWord in complete)
-            or len(complete) > settings.maxLineLength + 2
+            or len(complete) > settings.maxLineLength + 1
         ):
-            # No line can be the exit word or too long: skip the split.
+            # No line can be the exit word or too long (a too-long line is at
+            # least maxLineLength + 1 bytes and its LF): skip the split.
             self.counted(complete.count(b"\n"))
             self.echo(complete)
             return True

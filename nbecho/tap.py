@@ -4,6 +4,7 @@ The C{twistd nbecho} command line: options in, a running service out.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from twisted.application.service import IService, MultiService
@@ -127,7 +128,8 @@ class Options(usage.Options):
             )
         self["settings"] = EchoSettings(
             framing=self["framing"],
-            exitWord=self["exit-word"].encode("utf-8"),
+            # The bytes given on the command line, UTF-8 or not.
+            exitWord=os.fsencode(self["exit-word"]),
             quiet=bool(self["quiet"]),
             maxLineLength=_number("max-line-length", self["max-line-length"], 1),
         )
