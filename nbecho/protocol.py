@@ -66,7 +66,7 @@ class EchoProtocol(Protocol):
         self.stats.connectionsOpen += 1
         self.stats.connectionsTotal += 1
         self.transport.registerProducer(self.transport, True)
-        log.info("Accept {peer}", peer=self.peer)
+        log.info("Accept {peer}", peer=self.peer, nbecho_event="accept")
 
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
@@ -104,6 +104,7 @@ class EchoProtocol(Protocol):
                     peer=self.peer,
                     text=escapeMessage(message),
                     size=len(message),
+                    nbecho_event="message",
                 )
 
     def echo(self, data: bytes) -> None:
@@ -149,6 +150,7 @@ class EchoProtocol(Protocol):
             bytesIn=self.bytesIn,
             bytesOut=self.bytesOut,
             duration=time.monotonic() - self.started,
+            nbecho_event="close",
         )
 
 
@@ -230,6 +232,7 @@ class LineEchoProtocol(EchoProtocol):
             peer=self.peer,
             length=length,
             limit=limit,
+            nbecho_event="line_too_long",
         )
         self._buffer = b""
         self.transport.write(b"error: line too long (limit %d bytes)\n" % (limit,))
