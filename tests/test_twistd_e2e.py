@@ -16,6 +16,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from nbecho.client import Options as ClientOptions
 from nbecho.tap import Options
 from tests._servers import TIMEOUT, RunningServer, runClient, twistdCommand
 from tests.conftest import ServerFactory
@@ -260,7 +261,11 @@ def test_ciInstallsAsTheReadmeSays() -> None:
 
 def test_readmeDocumentsEveryOption() -> None:
     """
-    Every C{twistd nbecho} option appears in README.rst.
+    Every option of C{twistd nbecho} and of C{nbecho-client} appears in
+    README.rst.
     """
-    missing = sorted(name for name in _longOptions() if name not in README)
+    clientOptions: list[str] = ClientOptions().longOpt
+    client = {f"--{name.rstrip('=')}" for name in clientOptions}
+    options = _longOptions() | (client - {"--help", "--version"})
+    missing = sorted(name for name in options if f"``{name}" not in README)
     assert missing == []
