@@ -36,7 +36,6 @@ from twisted.internet.protocol import Factory, connectionDone
 from twisted.internet.stdio import StandardIO
 from twisted.internet.task import react
 from twisted.protocols.basic import LineReceiver
-from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -124,7 +123,7 @@ class Console(LineReceiver):
         # the session for the server.  So over TLS the client closes once
         # every line it sent has been echoed, and a last unterminated line is
         # sent with a newline that is then left out of its echo.
-        self.tls = isinstance(server.transport, TLSMemoryBIOProtocol)
+        self.tls = _overTLS(server.transport)
         self.unterminated = False
 
     def connectionMade(self) -> None:
@@ -306,7 +305,7 @@ async def session(reactor: IReactorCore, options: Options) -> None:
             EXIT_UNREACHABLE, f"cannot connect to {name}: {_describe(error)}"
         ) from None
     assert isinstance(client, EchoClient)
-    if isinstance(client.transport, TLSMemoryBIOProtocol):
+    if _overTLS(client.transport):
         try:
             await client.secured
         except Exception as error:  # noqa: BLE001 - any TLS failure
@@ -322,6 +321,21 @@ async def session(reactor: IReactorCore, options: Options) -> None:
         await done
     except SessionLostError as error:
         raise _fatal(EXIT_LOST, f"{name}: {error}") from None
+
+
+def _overTLS(transport: object) -> bool:
+    """
+    Whether C{transport} is Twisted's TLS layer.
+
+    Imported here rather than at the top: L{twisted.protocols.tls} needs
+    pyOpenSSL, which only the C{tls} extra installs, and a plain C{pip
+    install .} must give a client that works over TCP and UNIX sockets.
+    """
+    try:
+        from twisted.protocols.tls import TLSMemoryBIOProtocol
+    except ImportError:
+        return False
+    return isinstance(transport, TLSMemoryBIOProtocol)
 
 
 def _tlsProblem(error: Exception) -> str:
