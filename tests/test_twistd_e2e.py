@@ -18,7 +18,14 @@ from pathlib import Path
 
 from nbecho.client import Options as ClientOptions
 from nbecho.tap import Options
-from tests._servers import TIMEOUT, RunningServer, runClient, twistdCommand
+from tests._servers import (
+    LOOPBACK_ANY_PORT,
+    TIMEOUT,
+    RunningServer,
+    readyAddresses,
+    runClient,
+    twistdCommand,
+)
 from tests.conftest import ServerFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,6 +154,55 @@ def test_sigtermStopsCleanly(server: RunningServer) -> None:
     assert "Traceback" not in log
     assert "Received SIGTERM, shutting down." in log
     assert "Main loop terminated." in log
+
+
+#: Run a console script's entry point with the optional extras' modules
+#: (pyOpenSSL from C{tls}, prometheus_client from C{metrics}) unimportable,
+#: as after a plain C{pip install .}.
+WITHOUT_EXTRAS = (
+    "import sys; sys.modules['OpenSSL'] = sys.modules['prometheus_client'] = None; "
+)
+
+
+def test_worksWithoutOptionalExtras(tmp_path: Path) -> None:
+    """
+    Without the optional extras (the quick start's plain C{pip install .})
+    the server and the client still work over TCP.
+    """
+    serverCode = WITHOUT_EXTRAS + (
+        "from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+    )
+    clientCode = WITHOUT_EXTRAS + "from nbecho.client import main; main()"
+    logPath = tmp_path / "server.log"
+    with logPath.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-c", serverCode, "-n", "--pidfile=", "nbecho"),
+                *LOOPBACK_ANY_PORT,
+            ],
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = RunningServer(process, logPath, [])
+    try:
+        server.waitForLog(r"Ready\? nbecho listening on ")
+        server.addresses = readyAddresses(server.log())
+        result = subprocess.run(
+            [sys.executable, "-c", clientCode, "--port", str(server.port)],
+            input=b"plain\nexit\n",
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    finally:
+        server.stop()
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        b"plain\nexit\n",
+        b"",
+    )
+    assert "Traceback" not in server.log()
 
 
 def test_editableInstall(tmp_path: Path) -> None:
