@@ -42,8 +42,8 @@ BIN = Path(sys.executable).parent
 #: Upper bound for anything expected to happen "soon" on a loaded machine.
 TIMEOUT = 30.0
 
-#: C{--listen} endpoint string used when a test asks for none: loopback only,
-#: a port the kernel picks.
+#: The C{twistd nbecho} arguments used when a test gives neither C{--port}
+#: nor C{--listen}: loopback only, a port the kernel picks.
 LOOPBACK_ANY_PORT = ("--port", "0", "--interface", "127.0.0.1")
 
 _READY = re.compile(r"Ready\? nbecho listening on (?P<address>\S+) \((?P<spec>.*)\)$")
