@@ -71,6 +71,7 @@ def raiseFileLimit(
                 soft=soft,
                 wanted=wanted,
                 error=error,
+                nbecho_event="file_limit_error",
             )
         else:
             after = wanted
@@ -78,6 +79,7 @@ def raiseFileLimit(
                 "Raised the open file limit from {soft} to {after}",
                 soft=soft,
                 after=_show(after),
+                nbecho_event="file_limit_raised",
             )
     if maxConnections and not _infinite(after) and after < maxConnections + SPARE:
         log.warn(
@@ -88,6 +90,7 @@ def raiseFileLimit(
             hard=_show(hard),
             maxConnections=maxConnections,
             usable=max(after - SPARE, 0),
+            nbecho_event="file_limit_low",
         )
     return FileLimit(before=soft, after=after, hard=hard)
 

@@ -84,10 +84,11 @@ class ServerService(MultiService):
             return
         self._signalled = True
         log.info(
-            "Received {signal}: stopping, open connections have {grace:g}s "
-            "to receive their echoes",
+            "Received {signal}, shutting down. Open connections have {grace:g}s "
+            "to receive their echoes.",
             signal=name,
             grace=self.grace,
+            nbecho_event="shutdown",
         )
         reactor: IReactorCore = self.clock  # type: ignore[assignment]
         reactor.stop()
@@ -119,6 +120,7 @@ class ServerService(MultiService):
             "Shutdown grace of {grace:g}s is over: cutting {count} connections",
             grace=self.grace,
             count=len(left),
+            nbecho_event="shutdown_cut",
         )
         for protocol in left:
             protocol.abortConnection("cut after the shutdown grace")
@@ -137,6 +139,7 @@ class ServerService(MultiService):
             detail="".join(
                 f", {count} by --{name}" for name, count in sorted(refused.items())
             ),
+            nbecho_event="stopped",
         )
 
 

@@ -167,6 +167,7 @@ class GuardedProtocol(ProtocolWrapper, TimeoutMixin):
             "Idle timeout {peer}: nothing received for {seconds:g}s",
             peer=formatAddress(self.getPeer()),
             seconds=self.factory.idleTimeout,
+            nbecho_event="idle_timeout",
         )
         self.wrappedProtocol.close("idle timeout")
 
@@ -269,6 +270,7 @@ class LimitingFactory(WrappingFactory):
             peer=formatAddress(addr),
             limit=limit,
             value=value,
+            nbecho_event="refused",
         )
         protocol = GuardedProtocol(self, Refusal())  # type: ignore[arg-type]
         protocol.lingerTimeout = self.refusalLingerTimeout

@@ -66,7 +66,7 @@ class EchoProtocol(Protocol):
         self.stats.connectionsOpen += 1
         self.stats.connectionsTotal += 1
         self.transport.registerProducer(self.transport, True)
-        log.info("Accept {peer}", peer=self.peer)
+        log.info("Accept {peer}", peer=self.peer, nbecho_event="accept")
 
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
@@ -104,6 +104,7 @@ class EchoProtocol(Protocol):
                     peer=self.peer,
                     text=escapeMessage(message),
                     size=len(message),
+                    nbecho_event="message",
                 )
 
     def echo(self, data: bytes) -> None:
@@ -156,6 +157,7 @@ class EchoProtocol(Protocol):
             bytesIn=self.bytesIn,
             bytesOut=self.bytesOut,
             duration=time.monotonic() - self.started,
+            nbecho_event="close",
         )
 
 
@@ -199,7 +201,8 @@ class LineEchoProtocol(EchoProtocol):
             (exitWord and exitWord in complete)
             or len(complete) > settings.maxLineLength + 1
         ):
-            # No line can be the exit word or too long: skip the split.
+            # No line can be the exit word or too long (a too-long line is at
+            # least maxLineLength + 1 bytes and its LF): skip the split.
             self.counted(complete.count(b"\n"))
             self.echo(complete)
             return True
@@ -236,6 +239,7 @@ class LineEchoProtocol(EchoProtocol):
             peer=self.peer,
             length=length,
             limit=limit,
+            nbecho_event="line_too_long",
         )
         self._buffer = b""
         self.transport.write(b"error: line too long (limit %d bytes)\n" % (limit,))

@@ -137,8 +137,8 @@ class SignalTests(SynchronousTestCase):
             f(*args)
         self.assertEqual(reactor.stops, 1)
         self.assertIn(
-            "Received SIGTERM: stopping, open connections have 5s to receive "
-            "their echoes",
+            "Received SIGTERM, shutting down. Open connections have 5s to receive "
+            "their echoes.",
             texts(events),
         )
         self.assertIn("Received SIGINT: already stopping", texts(events))
