@@ -234,3 +234,37 @@ def test_fileLimitRaisedAndWarned(tmp_path: Path) -> None:
             rb"connections"
         )
         server.assertHealthy()
+
+
+def test_outOfFileDescriptors(tmp_path: Path) -> None:
+    """
+    Past the open file limit, new connections are closed at once with a log
+    line, and the connections already open keep echoing.
+    """
+    with running(tmp_path, "--max-connections", "0", fileLimit=(64, 64)) as server:
+        socks = []
+        held = 0
+        try:
+            for _ in range(80):
+                socks.append(server.connect())
+            server.waitForLog(rb"EMFILE recovery: Closed socket from")
+            _echoes(socks[0], b"first still served")
+            held = sum(1 for sock in socks if _stillOpen(sock))
+            assert 0 < held < 80
+        finally:
+            for sock in socks:
+                sock.close()
+        # Once the held ones are closed, there is room again.
+        server.waitForCount(b"] close ", held)
+        server.assertHealthy()
+
+
+def _stillOpen(sock: socket.socket) -> bool:
+    """
+    Whether the server kept this connection: it echoes.
+    """
+    try:
+        sock.sendall(b"?\n")
+        return recvExactly(sock, 2) == b"?\n"
+    except OSError:
+        return False
