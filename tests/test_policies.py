@@ -151,13 +151,15 @@ def test_gracefulShutdown(tmp_path: Path) -> None:
             client.writer.start()
         # And one whose last line is surely unfinished when the signal comes.
         partial = server.connect()
-        _echoes(partial, b"complete")
-        partial.sendall(b"partial")
+        # One send, so one read: the echo of the whole line shows that the
+        # server also holds the partial one.
+        partial.sendall(b"complete\npartial")
+        assert recvExactly(partial, 9) == b"complete\n"
         for client in clients:
             assert client.started.wait(PATIENCE)
         time.sleep(0.5)
         assert server.stop() == 0
-        assert recvAll(partial) == b"partial"
+        assert recvAll(partial) == b"partial"  # after b"complete\n"
         partial.close()
         log = server.logText()
         for client in clients:
