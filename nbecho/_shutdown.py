@@ -80,7 +80,13 @@ class ServerService(MultiService):
     def _stopFromSignal(self, number: int) -> None:
         name = signal.Signals(number).name
         if self._signalled:
-            log.info("Received {signal}: already stopping", signal=name)
+            # An impatient operator (Ctrl-C twice): stop waiting.
+            log.info(
+                "Received {signal} again: cutting open connections now",
+                signal=name,
+                nbecho_event="shutdown",
+            )
+            self._cut("cut by a second signal")
             return
         self._signalled = True
         log.info(
@@ -110,20 +116,22 @@ class ServerService(MultiService):
         empty = factory.whenEmpty()
         if not factory.protocols:
             return empty
-        cut = self.clock.callLater(self.grace, self._cut)
+        cut = self.clock.callLater(self.grace, self._graceOver)
         empty.addBoth(_cancelling(cut))
         return empty
 
-    def _cut(self) -> None:
-        left = list(self.factory.protocols)
+    def _graceOver(self) -> None:
         log.warn(
             "Shutdown grace of {grace:g}s is over: cutting {count} connections",
             grace=self.grace,
-            count=len(left),
+            count=len(self.factory.protocols),
             nbecho_event="shutdown_cut",
         )
-        for protocol in left:
-            protocol.abortConnection("cut after the shutdown grace")
+        self._cut("cut after the shutdown grace")
+
+    def _cut(self, why: str) -> None:
+        for protocol in list(self.factory.protocols):
+            protocol.abortConnection(why)
 
     def _logTotals(self) -> None:
         stats = self.factory.wrappedFactory.stats

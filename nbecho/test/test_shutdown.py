@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from nbecho import _rlimit
@@ -107,10 +108,15 @@ class DrainTests(SynchronousTestCase):
         )
 
 
-class FakeReactor:
+class FakeReactor(Clock):
+    """
+    A clock that records stops and calls from threads (signal handlers).
+    """
+
     stops = 0
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[Any] = []
 
     def stop(self) -> None:
@@ -123,8 +129,8 @@ class FakeReactor:
 class SignalTests(SynchronousTestCase):
     def test_signalStopsOnce(self) -> None:
         """
-        SIGTERM hands the stop to the reactor thread-safely; a second signal
-        while stopping is logged and ignored.
+        SIGTERM hands the stop to the reactor thread-safely, once; a second
+        signal is logged as such.
         """
         events = captureLog(self)
         harness = Harness()
@@ -141,7 +147,25 @@ class SignalTests(SynchronousTestCase):
             "their echoes.",
             texts(events),
         )
-        self.assertIn("Received SIGINT: already stopping", texts(events))
+        self.assertIn(
+            "Received SIGINT again: cutting open connections now", texts(events)
+        )
+
+    def test_secondSignalCuts(self) -> None:
+        """
+        A second signal while draining cuts the open connections at once.
+        """
+        harness = Harness()
+        reactor = FakeReactor()
+        service = ServerService(harness.factory, 5, reactor)  # type: ignore[arg-type]
+        protocol, transport = harness.connect()
+        service._stopFromSignal(signal.SIGINT)
+        stopped = service.stopService()
+        self.assertFalse(transport.aborted)  # type: ignore[attr-defined]
+        service._stopFromSignal(signal.SIGINT)
+        self.assertTrue(transport.aborted)  # type: ignore[attr-defined]
+        harness.lose(protocol)
+        self.successResultOf(stopped)
 
 
 class FileLimitTests(SynchronousTestCase):
