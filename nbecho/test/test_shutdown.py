@@ -135,7 +135,7 @@ class SignalTests(SynchronousTestCase):
         events = captureLog(self)
         harness = Harness()
         reactor = FakeReactor()
-        service = ServerService(harness.factory, 5, reactor)  # type: ignore[arg-type]
+        service = ServerService(harness.factory, 5, reactor)
         service._onSignal(signal.SIGTERM, None)
         service._onSignal(signal.SIGINT, None)
         self.assertEqual(reactor.stops, 0)
@@ -157,7 +157,7 @@ class SignalTests(SynchronousTestCase):
         """
         harness = Harness()
         reactor = FakeReactor()
-        service = ServerService(harness.factory, 5, reactor)  # type: ignore[arg-type]
+        service = ServerService(harness.factory, 5, reactor)
         protocol, transport = harness.connect()
         service._stopFromSignal(signal.SIGINT)
         stopped = service.stopService()
