@@ -144,6 +144,7 @@ class ServerService(MultiService):
             bytesIn=stats.bytesIn,
             bytesOut=stats.bytesOut,
             refusals=sum(refused.values()),
+            refused=dict(refused),
             detail="".join(
                 f", {count} by --{name}" for name, count in sorted(refused.items())
             ),
