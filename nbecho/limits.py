@@ -84,7 +84,8 @@ class GuardedProtocol(ProtocolWrapper, TimeoutMixin):
     (L{TimeoutMixin}), and turns the protocol's C{loseConnection} into a
     lingering close: the server shuts its sending side once every queued
     byte is written, then reads and discards until the client closes, at
-    most C{lingerTimeout} seconds.  Closing a socket that still has unread
+    most C{lingerTimeout} seconds from then (the idle timeout bounds the
+    writing before that).  Closing a socket that still has unread
     input makes the kernel send a reset and throw away output not yet
     delivered -- the echoes, or the error line, the client is owed.
     """
@@ -103,8 +104,8 @@ class GuardedProtocol(ProtocolWrapper, TimeoutMixin):
         return self.factory.clock.callLater(period, func)
 
     def makeConnection(self, transport: ITransport) -> None:
-        # Before the wrapped protocol starts: a refusal begins lingering at
-        # once and sets its own, shorter, timeout.
+        # Before the wrapped protocol starts: a refusal starts closing at
+        # once, and the timeout it sets must not be replaced by this one.
         self.setTimeout(self.factory.idleTimeout or None)
         super().makeConnection(transport)
 
