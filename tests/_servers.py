@@ -6,7 +6,7 @@ Everything here is bounded in time: a server that does not log its C{Ready?}
 line, a client that does not finish, a log line that never comes all fail the
 test with the process output attached instead of hanging the suite.  Servers
 listen on 127.0.0.1 port 0 unless told otherwise; their real addresses come
-from their C{Ready?} log lines.
+from their C{Ready?} log lines, in the text or the JSON log format.
 
 Typical use, through the fixtures in C{conftest.py}::
 
@@ -19,9 +19,9 @@ Typical use, through the fixtures in C{conftest.py}::
 
 from __future__ import annotations
 
-import os
+import json
 import re
-import selectors
+import resource
 import shutil
 import signal
 import socket
@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Callable, Optional
+from typing import Callable
 
 import attrs
 import pytest
@@ -46,7 +46,10 @@ TIMEOUT = 30.0
 #: nor C{--listen}: loopback only, a port the kernel picks.
 LOOPBACK_ANY_PORT = ("--port", "0", "--interface", "127.0.0.1")
 
-_READY = re.compile(r"Ready\? nbecho listening on (?P<address>\S+) \((?P<spec>.*)\)$")
+_READY = re.compile(
+    r"Ready\? nbecho (?P<kind>listening on|metrics at) (?P<address>\S+) "
+    r"\((?P<description>.*)\)$"
+)
 
 
 def script(name: str) -> str:
@@ -57,15 +60,18 @@ def script(name: str) -> str:
     return str(BIN / name)
 
 
-def tool(name: str) -> str:
+def tool(name: str, required: bool = False) -> str:
     """
     The path of third-party program C{name} (C{nc}, C{socat}, C{openssl},
-    ...); the test is skipped without it, which fails the run in CI, where
-    every tool comes from C{.ci/apt-packages}.
+    ...), also looked for in the C{sbin} directories (C{haproxy}).  Without
+    it the test is skipped, which fails the run in CI, where every tool comes
+    from C{.ci/apt-packages}; with C{required}, it fails wherever it runs.
     """
-    path = shutil.which(name)
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if path is None:
-        pytest.skip(f"{name} is not installed (see .ci/apt-packages)")
+        message = f"{name} is not installed (see .ci/apt-packages)"
+        assert not required, message
+        pytest.skip(message)
     return path
 
 
@@ -77,16 +83,42 @@ def twistdCommand(*nbechoArgs: str) -> list[str]:
     return [script("twistd"), "-n", "--pidfile=", "nbecho", *nbechoArgs]
 
 
-def readyAddresses(log: str) -> list[str]:
+@attrs.frozen
+class Ready:
     """
-    The addresses (C{host:port}, C{[host]:port}, C{unix:path}) of every
-    C{Ready?} line in C{log}, in order.
+    One C{Ready?} line: an endpoint a server listens on, or its metrics site.
+
+    @ivar address: C{host:port}, C{[host]:port} or C{unix:path}; the URL of
+        a metrics site.
+    @ivar description: the endpoint as the operator wrote it.
+    """
+
+    address: str
+    description: str
+    metrics: bool = False
+
+
+def readyLines(log: str) -> list[Ready]:
+    """
+    The C{Ready?} lines of C{log}, text or JSON (C{--log-format json}), in
+    order.
     """
     found = []
     for line in log.splitlines():
+        try:
+            event = json.loads(line) if line.startswith("{") else {}
+        except ValueError:
+            event = {}  # not JSON after all: a text line
+        if event.get("nbecho_event") == "ready":
+            found.append(Ready(event["address"], event["description"]))
+            continue
+        if event.get("nbecho_event") == "metrics_ready":
+            found.append(Ready(event["url"], event["description"], True))
+            continue
         match = _READY.search(line)
         if match:
-            found.append(match.group("address"))
+            kind, address, description = match.group("kind", "address", "description")
+            found.append(Ready(address, description, kind == "metrics at"))
     return found
 
 
@@ -102,8 +134,8 @@ def freePort() -> int:
     A loopback TCP port that was free a moment ago.
 
     Only for programs that cannot listen on port 0 and report the port (the
-    seed's C server, a client pointed at a closed port); nbecho itself always
-    gets port 0.
+    seed's C server, HAProxy, C{systemd-socket-activate}, a client pointed at
+    a closed port); nbecho itself always gets port 0.
     """
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -133,18 +165,29 @@ class RunningServer:
     """
     A C{twistd -n nbecho} process and its log.
 
+    The log is read incrementally and only up to its last complete line, so
+    that waiting on a server that has logged a million lines stays cheap and
+    never matches half a line.
+
     @ivar process: the process; C{process.pid} is the server's own pid (no
-        shell in between), for C{/proc/PID/...} reads and signals.
-    @ivar logPath: the file receiving the process's stdout and stderr (twistd
-        logs to stdout with C{-n}).
-    @ivar addresses: the addresses from the C{Ready?} lines, one per
-        listening endpoint, in the order they were logged.
+        shell in between), for C{/proc/PID/...} reads and signals.  Under a
+        wrapper (C{systemd-socket-activate}) the wrapper's.
+    @ivar logPath: the file receiving the log: the process's stdout and
+        stderr (twistd logs to stdout with C{-n}), or its C{--logfile}.
+    @ivar outputPath: the file receiving the process's stdout and stderr.
+    @ivar addresses: the addresses from the C{Ready? nbecho listening on}
+        lines, one per listening endpoint, in the order they were logged.
+    @ivar timeout: the default bound of every wait on this server.
     """
 
     process: subprocess.Popen[bytes]
     logPath: Path
     command: list[str]
+    outputPath: Path
     addresses: list[str] = attrs.field(factory=list)
+    timeout: float = TIMEOUT
+    _complete: str = attrs.field(default="", init=False, repr=False)
+    _offset: int = attrs.field(default=0, init=False, repr=False)
 
     @property
     def pid(self) -> int:
@@ -167,11 +210,35 @@ class RunningServer:
         """
         return self.addresses[0].rsplit(":", 1)[0].strip("[]")
 
+    def _read(self) -> bytes:
+        """
+        Add the newly completed log lines to C{_complete}; return the
+        unfinished last line.
+        """
+        try:
+            with self.logPath.open("rb") as logFile:
+                logFile.seek(self._offset)
+                new = logFile.read()
+        except FileNotFoundError:  # a --logfile twistd has not opened yet
+            return b""
+        end = new.rfind(b"\n") + 1
+        self._complete += new[:end].decode("utf-8", "replace")
+        self._offset += end
+        return new[end:]
+
     def log(self) -> str:
         """
         Everything the server has logged so far (invalid UTF-8 replaced).
         """
-        return self.logPath.read_bytes().decode("utf-8", "replace")
+        partial = self._read()
+        return self._complete + partial.decode("utf-8", "replace")
+
+    def output(self) -> str:
+        """
+        The process's stdout and stderr so far: the log, or with
+        C{--logfile} only what did not go there.
+        """
+        return self.outputPath.read_bytes().decode("utf-8", "replace")
 
     def logLines(self, containing: str = "") -> list[str]:
         """
@@ -179,36 +246,67 @@ class RunningServer:
         """
         return [line for line in self.log().splitlines() if containing in line]
 
+    def ready(self) -> list[Ready]:
+        """
+        The C{Ready?} lines logged so far.
+        """
+        self._read()
+        return readyLines(self._complete)
+
+    def address(self, prefix: str = "") -> str:
+        """
+        The address of the first listening endpoint whose description starts
+        with C{prefix} (C{"ssl:"}, C{"tcp6:"}, ...).
+        """
+        ready = self.ready()
+        for line in ready:
+            if not line.metrics and line.description.startswith(prefix):
+                return line.address
+        raise AssertionError(f"no listener {prefix!r} in {ready}")
+
+    def metricsURL(self) -> str:
+        """
+        The URL of the C{--metrics} site.
+        """
+        (url,) = [line.address for line in self.ready() if line.metrics]
+        return url
+
     def waitForLog(
         self,
         pattern: str,
         count: int = 1,
-        timeout: float = TIMEOUT,
+        timeout: float | None = None,
     ) -> list[re.Match[str]]:
         """
         Wait until C{count} log lines match the regular expression C{pattern}
-        and return the matches; fail if the server exits first or after
-        C{timeout} seconds.
+        (searched in each line, so C{$} is its end) and return the first match
+        of each; fail if the server exits first or after C{timeout} seconds.
         """
-        compiled = re.compile(pattern)
+        compiled = re.compile(pattern, re.MULTILINE)
         found: list[re.Match[str]] = []
+        scanned = lineEnd = 0
 
         def enough() -> bool:
-            found[:] = [
-                match
-                for match in map(compiled.search, self.log().splitlines())
-                if match
-            ]
+            nonlocal scanned, lineEnd
+            exited = self.process.poll() is not None
+            self._read()
+            text = self._complete
+            for match in compiled.finditer(text, scanned):
+                if match.start() >= lineEnd:  # one match a line
+                    found.append(match)
+                    lineEnd = text.find("\n", match.start())
+            scanned = len(text)
             if len(found) >= count:
                 return True
-            if self.process.poll() is not None:
+            if exited:
                 raise AssertionError(
                     f"server exited ({self.process.returncode}) before logging "
                     f"{count} x {pattern!r}\n{self.log()}"
                 )
             return False
 
-        waitFor(enough, f"{count} x {pattern!r} in the server log", timeout, self.log)
+        what = f"{count} x {pattern!r} in the server log"
+        waitFor(enough, what, timeout or self.timeout, self.log)
         return found
 
     def signal(self, number: int) -> None:
@@ -217,7 +315,7 @@ class RunningServer:
         """
         self.process.send_signal(number)
 
-    def stop(self, timeout: float = TIMEOUT) -> int:
+    def stop(self, timeout: float | None = None) -> int:
         """
         SIGTERM the server, wait for it to exit (SIGKILL after C{timeout}
         seconds) and return its exit status; safe to call more than once.
@@ -228,129 +326,166 @@ class RunningServer:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout)
+                self.process.wait(timeout or self.timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
 
+    def connect(
+        self, source: str = "127.0.0.1", receiveBuffer: int = 0
+    ) -> socket.socket:
+        """
+        A new blocking client socket from C{source} to the first listening
+        endpoint (on 127.0.0.1); a small C{receiveBuffer} keeps the kernel
+        from holding much of what the server sends it.
+        """
+        sock = socket.socket()
+        try:
+            if receiveBuffer:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receiveBuffer)
+            sock.settimeout(self.timeout)
+            sock.bind((source, 0))
+            sock.connect(("127.0.0.1", self.port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
-def startServer(
-    logDir: Path,
-    *nbechoArgs: str,
-    listeners: int | None = None,
+
+def launch(
+    directory: Path,
+    command: Sequence[str],
+    logPath: Path | None = None,
+    listeners: int = 1,
     timeout: float = TIMEOUT,
-    env: Optional[dict[str, str]] = None,
+    env: dict[str, str] | None = None,
     passFds: Sequence[int] = (),
+    fileLimit: tuple[int, int] | None = None,
 ) -> RunningServer:
     """
-    Start C{twistd -n --pidfile= nbecho ARGS} in C{logDir} and wait until it
-    listens.
+    Run C{command}, a C{twistd nbecho} however wrapped, in C{directory} and
+    wait for C{listeners} C{Ready?} lines in its log.
 
-    @param nbechoArgs: options for C{twistd nbecho}; without C{--port} or
-        C{--listen} the server gets C{--port 0 --interface 127.0.0.1}.
-    @param listeners: how many C{Ready?} lines to wait for; by default one
-        per C{--listen} option (or one).
+    @param logPath: the C{--logfile} the command gives twistd, if any; its
+        stdout and stderr always go to a new file in C{directory}.
+    @param listeners: how many C{Ready?} lines to wait for (0: none).
+    @param timeout: the bound of the wait, and of the server's later waits.
     @param env: the server's environment (default: this one).
     @param passFds: file descriptors the server inherits (socket activation).
+    @param fileLimit: the server's (soft, hard) C{RLIMIT_NOFILE}.
     @return: the running server with its addresses filled in; the caller
         must call L{RunningServer.stop} (the fixtures do).
     """
-    args = list(nbechoArgs)
-    if not any(arg.startswith(("--port", "--listen", "-l", "-p")) for arg in args):
-        args[:0] = LOOPBACK_ANY_PORT
-    if listeners is None:
-        listeners = max(1, sum(arg.startswith(("--listen", "-l")) for arg in args))
-    command = twistdCommand(*args)
-    logPath = logDir / f"twistd-{time.monotonic_ns()}.log"
-    with logPath.open("wb") as logFile:
+
+    def limitFiles() -> None:
+        if fileLimit is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, fileLimit)
+
+    outputPath = directory / f"twistd-{time.monotonic_ns()}.log"
+    with outputPath.open("wb") as output:
         process = subprocess.Popen(
             command,
-            cwd=logDir,
+            cwd=directory,
             stdin=subprocess.DEVNULL,
-            stdout=logFile,
+            stdout=output,
             stderr=subprocess.STDOUT,
             env=env,
             pass_fds=passFds,
+            preexec_fn=limitFiles if fileLimit else None,
         )
-    server = RunningServer(process, logPath, command)
-    try:
-        server.waitForLog(r"Ready\? nbecho listening on ", listeners, timeout)
-    except BaseException:
-        server.stop()
-        raise
-    server.addresses = readyAddresses(server.log())
+    server = RunningServer(
+        process, logPath or outputPath, list(command), outputPath, timeout=timeout
+    )
+    if listeners:
+        try:
+            server.waitForLog(r"Ready\? nbecho (listening on|metrics at) ", listeners)
+        except BaseException:
+            server.stop()
+            raise
+        server.addresses = [
+            ready.address for ready in server.ready() if not ready.metrics
+        ]
     return server
 
 
-def runClient(
-    port: int | None,
-    stdin: bytes = b"",
-    *clientArgs: str,
-    timeout: float = TIMEOUT,
-) -> subprocess.CompletedProcess[bytes]:
+@attrs.define
+class ServerFactory:
     """
-    Run C{nbecho-client --port PORT ARGS} with C{stdin} piped in and return
-    its exit status, stdout and stderr; fail if it runs past C{timeout}.
+    Start C{twistd -n --pidfile= nbecho} servers in one directory, and stop
+    them all at the end: the C{nbechoServer} fixture.
 
-    @param port: the server port on 127.0.0.1, or C{None} to pass only
-        C{clientArgs} (for C{--connect} or option errors).
+    @ivar directory: the servers' working directory, where their log files
+        go, so that relative UNIX socket paths and certificate files work.
     """
-    command = [script("nbecho-client")]
-    if port is not None:
-        command += ["--port", str(port)]
-    command += clientArgs
+
+    directory: Path
+    started: list[RunningServer] = attrs.field(factory=list)
+
+    def __call__(
+        self,
+        *nbechoArgs: str,
+        listeners: int | None = None,
+        logFile: str | None = None,
+        timeout: float = TIMEOUT,
+        env: dict[str, str] | None = None,
+        passFds: Sequence[int] = (),
+        fileLimit: tuple[int, int] | None = None,
+    ) -> RunningServer:
+        """
+        Start C{twistd -n --pidfile= nbecho ARGS} and wait until it listens.
+
+        @param nbechoArgs: options for C{twistd nbecho}; without C{--port} or
+            C{--listen} the server gets C{--port 0 --interface 127.0.0.1}.
+        @param listeners: how many C{Ready?} lines to wait for; by default
+            one per C{--listen} and C{--metrics} option (or one).
+        @param logFile: a C{--logfile} for twistd, relative to C{directory};
+            by default twistd logs to its standard output.  (twistd rotates
+            log files at 1 MB: keep long runs on standard output.)
+        @param timeout, env, passFds, fileLimit: see L{launch}.
+        """
+        args = list(nbechoArgs)
+        if not any(arg.startswith(("--port", "--listen", "-l", "-p")) for arg in args):
+            args[:0] = LOOPBACK_ANY_PORT
+        if listeners is None:
+            listens = ("--listen", "-l", "--metrics")
+            listeners = max(1, sum(arg.startswith(listens) for arg in args))
+        command = twistdCommand(*args)
+        logPath = None
+        if logFile is not None:
+            logPath = self.directory / logFile
+            command.insert(1, f"--logfile={logPath}")
+        server = launch(
+            self.directory,
+            command,
+            logPath,
+            listeners,
+            timeout,
+            env,
+            passFds,
+            fileLimit,
+        )
+        self.started.append(server)
+        return server
+
+    def stopAll(self) -> None:
+        """
+        Stop every server started here that is still running.
+        """
+        for server in self.started:
+            server.stop()
+
+
+def runTwistd(directory: Path, *nbechoArgs: str) -> subprocess.CompletedProcess[str]:
+    """
+    Run C{twistd -n --pidfile= nbecho ARGS} in C{directory} to the end, for
+    the command lines that must fail, and return its status and output.
+    """
     return subprocess.run(
-        command, input=stdin, capture_output=True, timeout=timeout, check=False
+        twistdCommand(*nbechoArgs),
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
     )
-
-
-def startClient(port: int, *clientArgs: str) -> subprocess.Popen[bytes]:
-    """
-    Start C{nbecho-client --port PORT ARGS} with pipes on stdin, stdout and
-    stderr, for tests that talk to it line by line.  The caller ends it.
-    """
-    return subprocess.Popen(
-        [script("nbecho-client"), "--port", str(port), *clientArgs],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
-def readLine(stream: IO[bytes], timeout: float = TIMEOUT) -> bytes:
-    """
-    Read one line from a pipe, failing instead of hanging after C{timeout}.
-    """
-    data = b""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(stream, selectors.EVENT_READ)
-        while not data.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or not selector.select(left):
-                raise AssertionError(f"no complete line after {timeout}s: {data!r}")
-            chunk = os.read(stream.fileno(), 1)
-            if not chunk:
-                break
-            data += chunk
-    return data
-
-
-def readToEnd(stream: IO[bytes], timeout: float = TIMEOUT) -> bytes:
-    """
-    Read a pipe until its writer closes it, failing instead of hanging after
-    C{timeout}.
-    """
-    data = b""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(stream, selectors.EVENT_READ)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not selector.select(left):
-                raise AssertionError(f"pipe still open after {timeout}s: {data!r}")
-            chunk = os.read(stream.fileno(), 65536)
-            if not chunk:
-                return data
-            data += chunk

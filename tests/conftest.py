@@ -5,46 +5,32 @@ end-to-end test fails the run.
 Fixtures:
 
   - C{nbechoServer}: a factory; C{nbechoServer(*twistdArgs, listeners=N,
-    timeout=S, env=E, passFds=F)} (see L{tests._servers.startServer})
-    starts a real C{twistd -n --pidfile= nbecho} (loopback, port 0 unless
-    the arguments say otherwise), waits for its C{Ready?} lines and returns
-    a L{tests._servers.RunningServer} (C{.port}, C{.addresses}, C{.pid},
-    C{.log()}, C{.waitForLog()}, C{.signal()}, C{.stop()}).  Every server
-    it started is stopped when the test ends, whatever happened.
+    logFile=NAME, timeout=S, env=E, passFds=F, fileLimit=L)} (a
+    L{tests._servers.ServerFactory}) starts a real C{twistd -n --pidfile=
+    nbecho} (loopback, port 0 unless the arguments say otherwise), waits for
+    its C{Ready?} lines and returns a L{tests._servers.RunningServer}
+    (C{.port}, C{.addresses}, C{.address(prefix)}, C{.pid}, C{.log()},
+    C{.waitForLog()}, C{.connect()}, C{.signal()}, C{.stop()}).  Every
+    server it started is stopped when the test ends, whatever happened.
   - C{server}: one server with default options, for tests that need nothing
     special.
 
-Helpers to run C{nbecho-client} (C{runClient}, C{startClient}), to find
-console scripts (C{script}) and Debian tools (C{tool}), to wait for a
-condition (C{waitFor}) and to read a pipe line by line (C{readLine}) live in
-L{tests._servers}.
+Helpers to find console scripts (C{script}) and Debian tools (C{tool}) and
+to wait for a condition (C{waitFor}) live in L{tests._servers}; those to run
+C{nbecho-client} (C{runClient}, C{startClient}), to read a pipe
+(C{readLine}) and to talk over a plain socket (C{recvAll}, C{assertEchoes})
+in L{tests._clients}.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
 
 import pytest
 
-from tests._servers import TIMEOUT, RunningServer, startServer
-
-
-class ServerFactory(Protocol):
-    """
-    The type of the C{nbechoServer} fixture.
-    """
-
-    def __call__(
-        self,
-        *twistdArgs: str,
-        listeners: int | None = None,
-        timeout: float = TIMEOUT,
-        env: dict[str, str] | None = None,
-        passFds: Sequence[int] = (),
-    ) -> RunningServer: ...
+from tests._servers import RunningServer, ServerFactory
 
 
 @pytest.fixture
@@ -55,31 +41,11 @@ def nbechoServer(tmp_path: Path) -> Iterator[ServerFactory]:
     Each server runs in C{tmp_path} (its log file lives there too), so a test
     can also give it relative UNIX socket paths or certificate files.
     """
-    started: list[RunningServer] = []
-
-    def start(
-        *twistdArgs: str,
-        listeners: int | None = None,
-        timeout: float = TIMEOUT,
-        env: dict[str, str] | None = None,
-        passFds: Sequence[int] = (),
-    ) -> RunningServer:
-        server = startServer(
-            tmp_path,
-            *twistdArgs,
-            listeners=listeners,
-            timeout=timeout,
-            env=env,
-            passFds=passFds,
-        )
-        started.append(server)
-        return server
-
+    servers = ServerFactory(tmp_path)
     try:
-        yield start
+        yield servers
     finally:
-        for server in started:
-            server.stop()
+        servers.stopAll()
 
 
 @pytest.fixture

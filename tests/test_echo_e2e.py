@@ -14,16 +14,8 @@ import termios
 import time
 
 from nbecho.client import PROMPT
-from tests._servers import (
-    TIMEOUT,
-    RunningServer,
-    freePort,
-    readLine,
-    runClient,
-    script,
-    startClient,
-)
-from tests.conftest import ServerFactory
+from tests._clients import readLine, runClient, startClient
+from tests._servers import TIMEOUT, RunningServer, ServerFactory, freePort, script
 
 
 def test_pipelineEchoesEveryLine(server: RunningServer) -> None:

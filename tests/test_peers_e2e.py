@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import subprocess
 
-from tests._servers import TIMEOUT, RunningServer, readToEnd, tool
-from tests.conftest import ServerFactory
+from tests._clients import readToEnd
+from tests._servers import TIMEOUT, RunningServer, ServerFactory, tool
 
 
 def _nc(port: int, data: bytes) -> bytes:

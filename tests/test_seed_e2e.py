@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests._servers import TIMEOUT, freePort, runClient, waitFor
+from tests._clients import runClient
+from tests._servers import TIMEOUT, freePort, waitFor
 
 SEED = Path("/work/shared/seed/000_7eb4ace0e94320fa.txt")
 SEED_IN_REPO = Path(__file__).resolve().parent / "seed" / SEED.name

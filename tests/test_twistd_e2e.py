@@ -18,15 +18,15 @@ from pathlib import Path
 
 from nbecho.client import Options as ClientOptions
 from nbecho.tap import Options
+from tests._clients import runClient
 from tests._servers import (
     LOOPBACK_ANY_PORT,
     TIMEOUT,
     RunningServer,
-    readyAddresses,
-    runClient,
-    twistdCommand,
+    ServerFactory,
+    launch,
+    runTwistd,
 )
-from tests.conftest import ServerFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.rst").read_text(encoding="utf-8")
@@ -45,17 +45,6 @@ DOCUMENTED = (
 )
 
 
-def _twistd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        twistdCommand(*args),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-
-
 def _longOptions() -> set[str]:
     """
     The long options L{nbecho.tap.Options} accepts, as C{--name}.
@@ -69,7 +58,7 @@ def test_helpDocumentsEveryOption(tmp_path: Path) -> None:
     """
     C{twistd nbecho --help} describes every option the plugin accepts.
     """
-    result = _twistd("--help", cwd=tmp_path)
+    result = runTwistd(tmp_path, "--help")
     assert result.returncode == 0, result.stderr
     helpText = result.stdout
     options = _longOptions()
@@ -94,7 +83,7 @@ def test_badOptionsOneLine(tmp_path: Path) -> None:
         ("--no-such-option",),
     ]
     for args in cases:
-        result = _twistd(*args, cwd=tmp_path)
+        result = runTwistd(tmp_path, *args)
         lines = result.stderr.splitlines()
         assert result.returncode != 0, args
         assert len(lines) == 1, (args, lines)
@@ -112,7 +101,7 @@ def test_portInUse(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = _twistd("--port", str(port), "--interface", "127.0.0.1", cwd=tmp_path)
+        result = runTwistd(tmp_path, "--port", str(port), "--interface", "127.0.0.1")
     output = result.stdout + result.stderr
     assert result.returncode == 1
     assert "Traceback" not in output
@@ -173,21 +162,14 @@ def test_worksWithoutOptionalExtras(tmp_path: Path) -> None:
         "from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
     )
     clientCode = WITHOUT_EXTRAS + "from nbecho.client import main; main()"
-    logPath = tmp_path / "server.log"
-    with logPath.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-c", serverCode, "-n", "--pidfile=", "nbecho"),
-                *LOOPBACK_ANY_PORT,
-            ],
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = RunningServer(process, logPath, [])
+    server = launch(
+        tmp_path,
+        [
+            *(sys.executable, "-c", serverCode, "-n", "--pidfile=", "nbecho"),
+            *LOOPBACK_ANY_PORT,
+        ],
+    )
     try:
-        server.waitForLog(r"Ready\? nbecho listening on ")
-        server.addresses = readyAddresses(server.log())
         result = subprocess.run(
             [sys.executable, "-c", clientCode, "--port", str(server.port)],
             input=b"plain\nexit\n",
