@@ -21,15 +21,8 @@ from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
-from tests._deploy import (
-    Server,
-    freePort,
-    lines,
-    runClient,
-    startServer,
-    tool,
-    waitUntil,
-)
+from tests._clients import lines, runClient
+from tests._servers import RunningServer, ServerFactory, freePort, tool, waitFor
 
 CONTRIB = Path(__file__).parent.parent / "contrib"
 CLIENTS = 6
@@ -37,37 +30,32 @@ CLIENTS = 6
 
 @attrs.define
 class Proxied:
-    instances: list[Server]
+    instances: list[RunningServer]
     port: int
     process: subprocess.Popen[bytes]
 
 
 @pytest.fixture
-def haproxy(tmp_path: Path) -> Iterator[Proxied]:
-    instances = []
-    for name in ("one", "two"):
-        (tmp_path / name).mkdir()
-        instances.append(
-            startServer(
-                tmp_path / name, "--listen", "haproxy:tcp:0:interface=127.0.0.1"
-            )
-        )
+def haproxy(nbechoServer: ServerFactory, tmp_path: Path) -> Iterator[Proxied]:
+    instances = [
+        nbechoServer("--listen", "haproxy:tcp:0:interface=127.0.0.1") for _ in range(2)
+    ]
     port = freePort()
     config = (CONTRIB / "haproxy.cfg").read_text()
     config = config.replace("bind :9999", f"bind 127.0.0.1:{port}")
-    config = config.replace("127.0.0.1:10001", f"127.0.0.1:{instances[0].port()}")
-    config = config.replace("127.0.0.1:10002", f"127.0.0.1:{instances[1].port()}")
+    config = config.replace("127.0.0.1:10001", f"127.0.0.1:{instances[0].port}")
+    config = config.replace("127.0.0.1:10002", f"127.0.0.1:{instances[1].port}")
     # Only for the test: a socket HAProxy creates once its listeners are bound.
     ready = tmp_path / "haproxy.sock"
     config = config.replace("global\n", f"global\n    stats socket {ready}\n", 1)
     (tmp_path / "haproxy.cfg").write_text(config)
     process = subprocess.Popen(
-        [tool("haproxy"), "-db", "-f", str(tmp_path / "haproxy.cfg")],
+        [tool("haproxy", required=True), "-db", "-f", str(tmp_path / "haproxy.cfg")],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
     try:
-        waitUntil(
+        waitFor(
             lambda: ready.exists() or process.poll() is not None, "haproxy to start"
         )
         assert process.poll() is None, process.communicate()[0]
@@ -75,8 +63,6 @@ def haproxy(tmp_path: Path) -> Iterator[Proxied]:
     finally:
         process.terminate()
         process.communicate(timeout=30)
-        for instance in instances:
-            instance.stop()
 
 
 class _Recorder(Protocol):
@@ -136,9 +122,11 @@ async def test_clients_through_haproxy(haproxy: Proxied) -> None:
         sent[port], recorders[port] = data, recorder
     for port, recorder in recorders.items():
         assert await recorder.done == sent[port]
-    piped = runClient("--port", str(haproxy.port), input=lines(5000))
+    piped = runClient(haproxy.port, lines(5000))
     assert (piped.stdout, piped.returncode) == (lines(5000), 0), piped.stderr
-    logs = [instance.stop() for instance in haproxy.instances]
+    for instance in haproxy.instances:
+        instance.stop()
+    logs = [instance.log() for instance in haproxy.instances]
     accepted = [set(map(int, _ACCEPT.findall(log))) for log in logs]
     assert all(accepted), "both instances served connections"
     assert set(sent) <= accepted[0] | accepted[1]

@@ -5,35 +5,43 @@ with nbecho's events as structured fields, escaped as in the text log.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
 from twisted.logger import eventsFromJSONLogFile, formatEvent
 
-from tests._deploy import (
-    TWISTD,
-    jsonEvents,
-    portOf,
-    runClient,
-    startServer,
-    startTwistd,
-    tool,
-)
+from tests._clients import runClient
+from tests._servers import ServerFactory, runTwistd, tool
 
 HOSTILE = b"plain\n\x1b[31mred\x1b[0m \xff\xfe\ttab\nexit\n"
 
 
-def test_json_log_file(tmp_path: Path) -> None:
+def jsonEvents(text: str) -> list[dict[str, object]]:
+    """
+    Every line of a JSON log, each parsed on its own: a line that is not one
+    JSON object fails the test.
+    """
+    events = []
+    for line in text.splitlines():
+        event = json.loads(line)
+        assert isinstance(event, dict), line
+        events.append(event)
+    return events
+
+
+def test_json_log_file(nbechoServer: ServerFactory) -> None:
     """With --logfile, each line parses as JSON and nbecho events carry their fields."""
-    server = startServer(
-        tmp_path,
+    server = nbechoServer(
         "--log-format", "json",
         "--listen", "tcp:0:interface=127.0.0.1",
+        logFile="nbecho.log",
     )  # fmt: skip
     address = server.address("tcp:")
-    result = runClient("--port", str(portOf(address)), input=HOSTILE)
+    result = runClient(server.port, HOSTILE)
     assert (result.stdout, result.returncode) == (HOSTILE, 0)
-    text = server.stop()
+    server.stop()
+    text = server.log()
     events = jsonEvents(text)  # every line, not just nbecho's
     assert len(events) == len(text.splitlines()) > 6
     assert all("log_text" in event and "log_time" in event for event in events)
@@ -74,14 +82,14 @@ def test_json_log_file(tmp_path: Path) -> None:
     assert all(event["log_level"]["name"] == "info" for event in ours)  # type: ignore[index]
 
 
-def test_readable_by_twisted(tmp_path: Path) -> None:
+def test_readable_by_twisted(nbechoServer: ServerFactory) -> None:
     """Twisted's eventsFromJSONLogFile reads the log back into formattable events."""
-    server = startServer(
-        tmp_path,
+    server = nbechoServer(
         "--log-format", "json",
         "--listen", "tcp:0:interface=127.0.0.1",
+        logFile="nbecho.log",
     )  # fmt: skip
-    runClient("--port", str(server.port("tcp:")), input=b"round trip\n")
+    runClient(server.port, b"round trip\n")
     server.stop()
     with open(server.logPath) as logFile:
         texts = [formatEvent(event) for event in eventsFromJSONLogFile(logFile)]
@@ -91,51 +99,39 @@ def test_readable_by_twisted(tmp_path: Path) -> None:
     assert f"Read Data {message['peer']} round trip" in texts
 
 
-def test_json_to_stdout(tmp_path: Path) -> None:
+def test_json_to_stdout(nbechoServer: ServerFactory) -> None:
     """Without --logfile, twistd -n writes the JSON lines to standard output."""
-    output = tmp_path / "stdout"
-    server = startTwistd(
-        tmp_path,
-        [TWISTD, "-n", "--pidfile=", "nbecho"],
-        ["--log-format", "json", "--listen", "tcp:0:interface=127.0.0.1"],
-        logPath=output,
-        ready=1,
-        outputPath=output,
+    server = nbechoServer(
+        "--log-format", "json", "--listen", "tcp:0:interface=127.0.0.1"
     )
-    runClient("--port", str(server.port("tcp:")), input=b"to stdout\n")
-    events = jsonEvents(server.stop())
+    runClient(server.port, b"to stdout\n")
+    server.stop()
+    events = jsonEvents(server.output())
     assert [event["text"] for event in events if "text" in event] == ["to stdout"]
 
 
 def test_bad_log_format(tmp_path: Path) -> None:
     """An unknown --log-format is a one-line usage error."""
-    result = subprocess.run(
-        [TWISTD, "-n", "--pidfile=", "nbecho", "--log-format", "xml"],
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    result = runTwistd(tmp_path, "--log-format", "xml")
     assert result.returncode != 0
-    assert result.stderr.decode() == (
+    assert result.stderr == (
         "twistd nbecho: --log-format takes one of text, json, not 'xml' "
         "(see: twistd nbecho --help)\n"
     )
 
 
-def test_every_event_kind_with_jq(tmp_path: Path) -> None:
+def test_every_event_kind_with_jq(nbechoServer: ServerFactory) -> None:
     """jq reads the log as the README shows; limits and metrics log their events."""
-    server = startServer(
-        tmp_path,
+    server = nbechoServer(
         "--log-format", "json",
         "--max-line-length", "10",
         "--listen", "tcp:0:interface=127.0.0.1",
         "--metrics", "tcp:0:interface=127.0.0.1",
+        logFile="nbecho.log",
     )  # fmt: skip
-    port = str(server.port("tcp:"))
-    long = runClient("--port", port, input=b"short\n" + b"x" * 50 + b"\n")
+    long = runClient(server.port, b"short\n" + b"x" * 50 + b"\n")
     assert long.stdout.startswith(b"short\nerror: line too long (limit 10 bytes)\n")
-    runClient("--port", port, input=b"fine\n")
+    runClient(server.port, b"fine\n")
     server.stop()
     events = jsonEvents(server.log())
     tooLong = [e for e in events if e.get("nbecho_event") == "line_too_long"]
@@ -144,7 +140,12 @@ def test_every_event_kind_with_jq(tmp_path: Path) -> None:
     assert metrics["url"] == f"http://{metrics['address']}/metrics"
     assert metrics["description"] == "tcp:0:interface=127.0.0.1"
     closes = subprocess.run(
-        [tool("jq"), "-r", 'select(.nbecho_event == "close") | .peer', server.logPath],
+        [
+            tool("jq", required=True),
+            "-r",
+            'select(.nbecho_event == "close") | .peer',
+            server.logPath,
+        ],
         capture_output=True,
         timeout=60,
         check=True,

@@ -8,24 +8,24 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests._deploy import TWISTD, Server, lines, portOf, runClient, startServer, tool
+from tests._clients import assertEchoes, lines, runClient
+from tests._servers import RunningServer, ServerFactory, portOf, runTwistd, tool
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def scrape(server: Server) -> Samples:
+def scrape(server: RunningServer) -> Samples:
     """
     GET /metrics with curl, as Prometheus would, and index every sample.
     """
-    url = server.address("--metrics ")
+    url = server.metricsURL()
     result = subprocess.run(
-        [tool("curl"), "--silent", "--show-error", "--fail", url],
+        [tool("curl", required=True), "--silent", "--show-error", "--fail", url],
         capture_output=True,
         timeout=60,
         check=True,
@@ -46,33 +46,20 @@ def bucket(samples: Samples, le: str) -> float:
 
 
 @pytest.fixture
-def metricsServer(tmp_path: Path) -> Iterator[Server]:
-    server = startServer(
-        tmp_path,
+def metricsServer(nbechoServer: ServerFactory) -> RunningServer:
+    return nbechoServer(
         "--quiet",
         "--listen", "tcp:0:interface=127.0.0.1",
         "--metrics", "tcp:0:interface=127.0.0.1",
     )  # fmt: skip
-    yield server
-    server.stop()
 
 
-def _echoed(connection: socket.socket, data: bytes) -> None:
-    connection.sendall(data)
-    received = b""
-    while len(received) < len(data):
-        chunk = connection.recv(65536)
-        assert chunk, "server closed early"
-        received += chunk
-    assert received == data
-
-
-def test_scrape_during_traffic(metricsServer: Server) -> None:
+def test_scrape_during_traffic(metricsServer: RunningServer) -> None:
     """Counters and size histogram match the traffic, mid-session and after."""
     address = metricsServer.address("tcp:")
     first = b"aaaaa\n" * 10 + b"b" * 100 + b"\r\n" + b"b" * 100 + b"\n"
     with socket.create_connection(("127.0.0.1", portOf(address))) as connection:
-        _echoed(connection, first)
+        assertEchoes(connection, first)
         during = scrape(metricsServer)
         assert value(during, "nbecho_connections_open") == 1
         assert value(during, "nbecho_connections_total") == 1
@@ -85,7 +72,7 @@ def test_scrape_during_traffic(metricsServer: Server) -> None:
         assert bucket(during, "8.0") == 10
         assert bucket(during, "64.0") == 10
         assert bucket(during, "256.0") == 12
-    piped = runClient("--port", str(portOf(address)), input=lines(1000))
+    piped = runClient(portOf(address), lines(1000))
     assert (piped.stdout, piped.returncode) == (lines(1000), 0)
     after = scrape(metricsServer)
     assert value(after, "nbecho_connections_open") == 0
@@ -101,28 +88,24 @@ def test_scrape_during_traffic(metricsServer: Server) -> None:
     digits = 9 * 1 + 90 * 2 + 900 * 3 + 4
     assert value(after, "nbecho_message_size_bytes_sum") == 250 + digits
     # --quiet still holds: metrics need each message, the log does not.
-    assert "Read Data" not in metricsServer.stop()
+    metricsServer.stop()
+    assert "Read Data" not in metricsServer.log()
 
 
-def test_metrics_off_by_default(tmp_path: Path) -> None:
+def test_metrics_off_by_default(nbechoServer: ServerFactory) -> None:
     """Without --metrics nothing but the echo service listens."""
-    server = startServer(tmp_path, "--listen", "tcp:0:interface=127.0.0.1")
-    log = server.stop()
+    server = nbechoServer("--listen", "tcp:0:interface=127.0.0.1")
+    server.stop()
+    log = server.log()
     assert "Ready? nbecho listening on" in log
     assert "metrics" not in log
 
 
 def test_bad_metrics_endpoint(tmp_path: Path) -> None:
     """An unparsable --metrics endpoint is a one-line usage error."""
-    result = subprocess.run(
-        [TWISTD, "-n", "--pidfile=", "nbecho", "--metrics", "nonsense:1"],
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    result = runTwistd(tmp_path, "--metrics", "nonsense:1")
     assert result.returncode != 0
-    assert result.stderr.decode().startswith(
+    assert result.stderr.startswith(
         "twistd nbecho: cannot use --metrics endpoint 'nonsense:1': "
     )
     assert len(result.stderr.splitlines()) == 1

@@ -1,8 +1,8 @@
 """
 The C{twistd nbecho} command line as an operator meets it: help, option
-errors, a port already taken, several endpoints, shutdown, the editable
-install developers use, and README.rst's account of all that (its options,
-its quick start, which C{.ci/run} must repeat word for word).
+errors, a port already taken, shutdown, the editable install developers
+use, and README.rst's account of all that (its options, its quick start,
+which C{.ci/run} must repeat word for word).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from tests._servers import (
     LOOPBACK_ANY_PORT,
     TIMEOUT,
     RunningServer,
-    ServerFactory,
     launch,
     runTwistd,
 )
@@ -110,25 +109,6 @@ def test_portInUse(tmp_path: Path) -> None:
     assert f"127.0.0.1:{port}" in errors[0]
     assert "Address already in use" in errors[0]
     assert "Ready?" not in output
-
-
-def test_severalEndpoints(nbechoServer: ServerFactory, tmp_path: Path) -> None:
-    """
-    Repeated C{--listen} serves every endpoint (TCP and a UNIX socket) with
-    one C{Ready?} line each.
-    """
-    server = nbechoServer(
-        "--listen", "tcp:0:interface=127.0.0.1", "--listen", "unix:echo.sock"
-    )
-    assert server.addresses[1].startswith("unix:")
-    assert server.addresses[1].endswith("echo.sock")
-    overTCP = runClient(server.port, b"over tcp\n")
-    overUNIX = runClient(
-        None, b"over unix\n", "--connect", f"unix:{tmp_path / 'echo.sock'}"
-    )
-    assert (overTCP.returncode, overTCP.stdout) == (0, b"over tcp\n")
-    assert (overUNIX.returncode, overUNIX.stdout) == (0, b"over unix\n")
-    server.waitForLog(r"close ", count=2)
 
 
 def test_sigtermStopsCleanly(server: RunningServer) -> None:
