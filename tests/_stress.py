@@ -1,6 +1,7 @@
 """
-A real C{twistd -n nbecho} process for the stress and fault tests, with what
-they read from it: its log, its memory (from C{/proc/PID/status}), its exit.
+What the stress and fault tests share: a server that takes a burst of
+connections, and other clients that keep echoing while a test misbehaves,
+proving that everyone else is still served.
 
 Plain blocking sockets and threads drive the clients: the point is to load
 the server, and a second reactor in the test process would only share its
@@ -9,208 +10,68 @@ one core with it.
 
 from __future__ import annotations
 
-import os
-import re
-import resource
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import attrs
+from tests._clients import assertEchoes
+from tests._servers import RunningServer, ServerFactory
 
 #: Upper bound for any single wait in these tests; none should come near it.
 PATIENCE = 60.0
 
-_READY = re.compile(rb"Ready\? nbecho listening on 127\.0\.0\.1:(\d+)")
+#: Where the stress servers listen: a backlog for bursts of connections.
+LISTEN = ("--listen", "tcp:0:interface=127.0.0.1:backlog=1024")
 
 
-def _twistd() -> str:
-    return str(Path(sys.executable).with_name("twistd"))
-
-
-@attrs.define
-class Server:
+def stressServer(
+    nbechoServer: ServerFactory,
+    *options: str,
+    fileLimit: tuple[int, int] | None = None,
+) -> RunningServer:
     """
-    One running server and the files it writes.
+    A server with C{options} on a free loopback port, waited on with
+    L{PATIENCE}, with C{fileLimit} as its (soft, hard) C{RLIMIT_NOFILE}.
     """
-
-    process: subprocess.Popen[bytes]
-    log: Path
-    port: int
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def logText(self) -> bytes:
-        return self.log.read_bytes()
-
-    def memory(self) -> dict[str, int]:
-        """
-        C{VmRSS} and C{VmHWM} (peak RSS) of the server, in bytes.
-        """
-        figures = {}
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                figures[name] = int(value.split()[0]) * 1024
-        return figures
-
-    def resetPeak(self) -> None:
-        """
-        Make C{VmHWM} start again from the current RSS (Linux >= 4.0).
-        """
-        Path(f"/proc/{self.pid}/clear_refs").write_text("5")
-
-    def waitForLog(self, pattern: bytes, timeout: float = PATIENCE) -> re.Match[bytes]:
-        """
-        Wait until a line matching C{pattern} is in the log.
-        """
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            found = regex.search(self.logText())
-            if found:
-                return found
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited: {self.logText()[-2000:]!r}")
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"no {pattern!r} in log: {self.logText()[-2000:]!r}"
-                )
-            time.sleep(0.05)
-
-    def waitForCount(
-        self, needle: bytes, count: int, timeout: float = PATIENCE
-    ) -> None:
-        """
-        Wait until C{needle} is in the log C{count} times.
-        """
-        deadline = time.monotonic() + timeout
-        while (found := self.logText().count(needle)) < count:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"{needle!r} {found} times, not {count}")
-            time.sleep(0.1)
-
-    def connect(
-        self, source: str = "127.0.0.1", receiveBuffer: int = 0
-    ) -> socket.socket:
-        """
-        A new client; a small C{receiveBuffer} keeps the kernel from
-        holding much of what the server sends it.
-        """
-        sock = socket.socket()
-        try:
-            if receiveBuffer:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receiveBuffer)
-            sock.settimeout(PATIENCE)
-            sock.bind((source, 0))
-            sock.connect(("127.0.0.1", self.port))
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        """
-        Signal the server and return its exit status.
-        """
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        return self.process.wait(PATIENCE)
-
-    def assertHealthy(self) -> None:
-        """
-        Still running, still echoing, nothing unhandled in the log.
-        """
-        assert self.process.poll() is None, self.logText()[-2000:]
-        echoLine(self, b"still there?")
-        assert b"Traceback" not in self.logText()
-        assert b"Unhandled" not in self.logText()
+    return nbechoServer(*LISTEN, *options, timeout=PATIENCE, fileLimit=fileLimit)
 
 
-@contextmanager
-def running(
-    tmp: Path, *options: str, fileLimit: tuple[int, int] | None = None
-) -> Iterator[Server]:
-    """
-    Run C{twistd -n nbecho} on a free loopback port with C{options}, and
-    C{fileLimit} as its (soft, hard) C{RLIMIT_NOFILE} if given.
-    """
-
-    def limit() -> None:
-        if fileLimit is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, fileLimit)
-
-    log = tmp / "nbecho.log"
-    # Standard output, not --logfile: twistd rotates log files at 1 MB.
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                _twistd(),
-                "-n",
-                "--pidfile=",
-                "nbecho",
-                "--listen",
-                "tcp:0:interface=127.0.0.1:backlog=1024",
-                *options,
-            ],
-            cwd=tmp,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            preexec_fn=limit,
-        )
-    server = Server(process, log, 0)
-    try:
-        server.port = int(server.waitForLog(_READY.pattern).group(1))
-        yield server
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(PATIENCE)
-
-
-def recvExactly(sock: socket.socket, size: int) -> bytes:
-    chunks = []
-    while size:
-        chunk = sock.recv(min(size, 1 << 20))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def recvAll(sock: socket.socket) -> bytes:
-    """
-    Everything until the server closes (or resets) the connection.
-    """
-    chunks = []
-    while True:
-        try:
-            chunk = sock.recv(1 << 20)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def echoLine(server: Server, line: bytes) -> None:
+def echoLine(server: RunningServer, line: bytes) -> None:
     """
     One fresh client gets C{line} back.
     """
     with server.connect() as sock:
-        sock.sendall(line + b"\n")
-        assert recvExactly(sock, len(line) + 1) == line + b"\n"
+        assertEchoes(sock, line + b"\n")
+
+
+def assertHealthy(server: RunningServer) -> None:
+    """
+    Still running, still echoing, nothing unhandled in the log.
+    """
+    assert server.process.poll() is None, server.log()[-2000:]
+    echoLine(server, b"still there?")
+    assert "Traceback" not in server.log()
+    assert "Unhandled" not in server.log()
+
+
+def memory(server: RunningServer) -> dict[str, int]:
+    """
+    C{VmRSS} and C{VmHWM} (peak RSS) of the server, in bytes.
+    """
+    figures = {}
+    for line in Path(f"/proc/{server.pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            figures[name] = int(value.split()[0]) * 1024
+    return figures
+
+
+def resetPeak(server: RunningServer) -> None:
+    """
+    Make C{VmHWM} start again from the current RSS (Linux >= 4.0).
+    """
+    Path(f"/proc/{server.pid}/clear_refs").write_text("5")
 
 
 class Bystander(threading.Thread):
@@ -219,7 +80,7 @@ class Bystander(threading.Thread):
     proves that the others are still served.
     """
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: RunningServer) -> None:
         super().__init__(daemon=True)
         self.server = server
         self.stopping = threading.Event()
@@ -231,9 +92,7 @@ class Bystander(threading.Thread):
             with self.server.connect() as sock:
                 # At least one round trip, however soon the test ends.
                 while self.roundTrips < 100_000:
-                    line = b"bystander %d\n" % (self.roundTrips,)
-                    sock.sendall(line)
-                    assert recvExactly(sock, len(line)) == line
+                    assertEchoes(sock, b"bystander %d\n" % (self.roundTrips,))
                     self.roundTrips += 1
                     if self.stopping.wait(0.01):
                         break
@@ -251,7 +110,7 @@ class Bystander(threading.Thread):
 
 
 @contextmanager
-def bystanders(server: Server, count: int = 2) -> Iterator[Sequence[Bystander]]:
+def bystanders(server: RunningServer, count: int = 2) -> Iterator[Sequence[Bystander]]:
     """
     C{count} other clients echoing during the block, checked at its end.
     """
@@ -261,19 +120,3 @@ def bystanders(server: Server, count: int = 2) -> Iterator[Sequence[Bystander]]:
     yield running
     for bystander in running:
         bystander.finish()
-
-
-def peerOf(sock: socket.socket) -> bytes:
-    """
-    How the server's log names this client.
-    """
-    host, port = sock.getsockname()[:2]
-    return f"{host}:{port}".encode()
-
-
-def pidExists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

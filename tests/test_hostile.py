@@ -15,29 +15,31 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests._stress import (
-    PATIENCE,
-    Server,
-    bystanders,
-    peerOf,
-    recvAll,
-    recvExactly,
-    running,
-)
+from tests._clients import peerOf, recvAll, recvExactly
+from tests._servers import RunningServer, ServerFactory
+from tests._stress import LISTEN, PATIENCE, assertHealthy, bystanders
 
 pytestmark = pytest.mark.stress
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running(tmp_path_factory.mktemp("hostile")) as server:
+def sharedServer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """
+    One server for the whole module: each hostile client must leave it fit
+    to serve the next.
+    """
+    servers = ServerFactory(tmp_path_factory.mktemp("hostile"))
+    try:
+        server = servers(*LISTEN, timeout=PATIENCE)
         yield server
-        server.assertHealthy()
-        assert b"\x1b" not in server.logText()
+        assertHealthy(server)
+        assert "\x1b" not in server.log()
         assert server.stop() == 0
+    finally:
+        servers.stopAll()
 
 
-def _echoed(server: Server, payload: bytes) -> bytes:
+def _echoed(server: RunningServer, payload: bytes) -> bytes:
     """
     Send C{payload}, half-close, and read everything that comes back.
     """
@@ -52,7 +54,7 @@ def _echoed(server: Server, payload: bytes) -> bytes:
         writer.start()
         answer = recvAll(sock)
         writer.join(PATIENCE)
-    server.waitForLog(rb"close " + peer + rb" \(client finished sending\)")
+    server.waitForLog(rf"close {peer} \(client finished sending\)")
     return answer
 
 
@@ -64,93 +66,93 @@ def _reset(sock: socket.socket) -> None:
     sock.close()
 
 
-def test_connectAndClose(server: Server) -> None:
+def test_connectAndClose(sharedServer: RunningServer) -> None:
     """
     A client that connects and closes at once is logged as closed.
     """
-    with bystanders(server):
-        sock = server.connect()
+    with bystanders(sharedServer):
+        sock = sharedServer.connect()
         peer = peerOf(sock)
         sock.close()
-        server.waitForLog(rb"close " + peer + rb" \(client finished sending\)")
-    server.assertHealthy()
+        sharedServer.waitForLog(rf"close {peer} \(client finished sending\)")
+    assertHealthy(sharedServer)
 
 
-def test_connectAndReset(server: Server) -> None:
+def test_connectAndReset(sharedServer: RunningServer) -> None:
     """
     A client that connects and resets at once is logged as closed.
     """
-    with bystanders(server):
-        sock = server.connect()
+    with bystanders(sharedServer):
+        sock = sharedServer.connect()
         peer = peerOf(sock)
         _reset(sock)
-        server.waitForLog(rb"close " + peer + rb" \(")
-    server.assertHealthy()
+        sharedServer.waitForLog(rf"close {peer} \(")
+    assertHealthy(sharedServer)
 
 
-def test_binaryGarbage(server: Server) -> None:
+def test_binaryGarbage(sharedServer: RunningServer) -> None:
     """
     Random bytes come back byte for byte.
     """
     payload = random.Random(3).randbytes(4 << 20)
-    with bystanders(server):
-        assert _echoed(server, payload) == payload
-    server.assertHealthy()
+    with bystanders(sharedServer):
+        assert _echoed(sharedServer, payload) == payload
+    assertHealthy(sharedServer)
 
 
-def test_invalidUtf8AndNul(server: Server) -> None:
+def test_invalidUtf8AndNul(sharedServer: RunningServer) -> None:
     """
     Invalid UTF-8 and NUL bytes come back unchanged and are logged escaped.
     """
     payload = b"caf\xe9 \xff\xfe\xc3\x28\n\x00\x00nul\x00\n"
-    with bystanders(server):
-        assert _echoed(server, payload) == payload
-    log = server.logText()
-    assert rb"caf\xe9 \xff\xfe\xc3(" in log
-    assert rb"\x00\x00nul\x00" in log
-    server.assertHealthy()
+    with bystanders(sharedServer):
+        assert _echoed(sharedServer, payload) == payload
+    log = sharedServer.log()
+    assert r"caf\xe9 \xff\xfe\xc3(" in log
+    assert r"\x00\x00nul\x00" in log
+    assertHealthy(sharedServer)
 
 
-def test_terminalEscapes(server: Server) -> None:
+def test_terminalEscapes(sharedServer: RunningServer) -> None:
     """
     Terminal escape sequences come back unchanged but never reach the log raw.
     """
     payload = b"\x1b[2J\x1b]0;owned\x07\x1b[31mred\x1b[0m\r\x08\x7f\n"
-    with bystanders(server):
-        assert _echoed(server, payload) == payload
-    log = server.logText()
-    assert b"\x1b" not in log and b"\x07" not in log and b"\x08" not in log
-    assert rb"\x1b[2J" in log
-    server.assertHealthy()
+    with bystanders(sharedServer):
+        assert _echoed(sharedServer, payload) == payload
+    log = sharedServer.log()
+    assert "\x1b" not in log and "\x07" not in log and "\x08" not in log
+    assert r"\x1b[2J" in log
+    assertHealthy(sharedServer)
 
 
-def test_millionTinyLines(server: Server) -> None:
+def test_millionTinyLines(sharedServer: RunningServer) -> None:
     """
     One million lines in one burst all come back, in order.
     """
     payload = b"".join(b"%d\n" % (i % 10,) for i in range(1_000_000))
-    with bystanders(server):
-        assert _echoed(server, payload) == payload
-    server.waitForLog(rb"1000000 messages, 2000000 bytes in, 2000000 bytes out")
-    server.assertHealthy()
+    with bystanders(sharedServer):
+        assert _echoed(sharedServer, payload) == payload
+    sharedServer.waitForLog(r"1000000 messages, 2000000 bytes in, 2000000 bytes out")
+    assertHealthy(sharedServer)
 
 
-def test_halfCloseWithPartialLine(server: Server) -> None:
+def test_halfCloseWithPartialLine(sharedServer: RunningServer) -> None:
     """
     A partial line left at half-close is echoed before the server closes.
     """
-    with bystanders(server):
-        assert _echoed(server, b"whole\npart") == b"whole\npart"
-    server.assertHealthy()
+    with bystanders(sharedServer):
+        assert _echoed(sharedServer, b"whole\npart") == b"whole\npart"
+    assertHealthy(sharedServer)
 
 
-def test_resetWithOutputQueued(server: Server) -> None:
+def test_resetWithOutputQueued(sharedServer: RunningServer) -> None:
     """
     A client that resets while the server still has its echoes queued is
     logged as lost, and nothing else notices.
     """
-    with bystanders(server):
-        sock = server.connect()
+    with bystanders(sharedServer):
+        sock = sharedServer.connect()
         peer = peerOf(sock)
         sock.settimeout(2)
         # Push without reading until the server stops reading from us.
@@ -161,16 +163,16 @@ def test_resetWithOutputQueued(server: Server) -> None:
         except socket.timeout:
             pass
         _reset(sock)
-        server.waitForLog(rb"close " + peer + rb" \(")
-    server.assertHealthy()
+        sharedServer.waitForLog(rf"close {peer} \(")
+    assertHealthy(sharedServer)
 
 
-def test_slowloris(server: Server) -> None:
+def test_slowloris(sharedServer: RunningServer) -> None:
     """
     A client sending one byte a second gets its line back, and nobody waits
     for it.
     """
-    with bystanders(server) as others, server.connect() as sock:
+    with bystanders(sharedServer) as others, sharedServer.connect() as sock:
         before = sum(other.roundTrips for other in others)
         for byte in b"slow\n":
             sock.sendall(bytes([byte]))
@@ -178,18 +180,18 @@ def test_slowloris(server: Server) -> None:
         assert recvExactly(sock, 5) == b"slow\n"
         # The others kept going while this client dawdled.
         assert sum(other.roundTrips for other in others) > before + 10
-    server.waitForLog(rb"Read Data 127\.0\.0\.1:\d+ slow")
-    server.assertHealthy()
+    sharedServer.waitForLog(r"Read Data 127\.0\.0\.1:\d+ slow")
+    assertHealthy(sharedServer)
 
 
-def test_exitAmidUnreadInput(server: Server) -> None:
+def test_exitAmidUnreadInput(sharedServer: RunningServer) -> None:
     """
     A client that pipelines lines, the exit word and more without reading
     still receives every echo up to the exit word: closing with unread
     input must not become a reset that drops echoes still queued.
     """
     before = b"".join(b"line %d\n" % (i,) for i in range(20_000))
-    with bystanders(server), server.connect(receiveBuffer=1 << 16) as sock:
+    with bystanders(sharedServer), sharedServer.connect(receiveBuffer=1 << 16) as sock:
         peer = peerOf(sock)
 
         def send() -> None:
@@ -202,10 +204,10 @@ def test_exitAmidUnreadInput(server: Server) -> None:
         writer.start()
         # Not reading yet: the echoes wait in the server's kernel while it
         # reads the exit word and closes.
-        server.waitForLog(rb"Read Data " + peer + rb" exit\n")
+        sharedServer.waitForLog(rf"Read Data {peer} exit$")
         time.sleep(0.5)
         answer = recvAll(sock)
         writer.join(PATIENCE)
     assert answer == before + b"exit\n"
-    server.waitForLog(rb"close " + peer + rb" \(exit word\)")
-    server.assertHealthy()
+    sharedServer.waitForLog(rf"close {peer} \(exit word\)")
+    assertHealthy(sharedServer)

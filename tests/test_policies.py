@@ -9,18 +9,17 @@ import re
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
+from tests._clients import assertEchoes, peerOf, recvAll, recvExactly
+from tests._servers import ServerFactory
 from tests._stress import (
     PATIENCE,
+    assertHealthy,
     bystanders,
     echoLine,
-    peerOf,
-    recvAll,
-    recvExactly,
-    running,
+    stressServer,
 )
 
 pytestmark = pytest.mark.stress
@@ -28,71 +27,62 @@ pytestmark = pytest.mark.stress
 REFUSAL = b"error: too many connections\n"
 
 
-def _echoes(sock: socket.socket, line: bytes) -> None:
-    sock.sendall(line + b"\n")
-    assert recvExactly(sock, len(line) + 1) == line + b"\n"
-
-
-def test_connectionLimits(tmp_path: Path) -> None:
+def test_connectionLimits(nbechoServer: ServerFactory) -> None:
     """
     Connections over --max-per-peer or --max-connections read one error
     line and are closed; each refusal is logged with its peer and counted,
     and a freed slot is usable again.
     """
-    with running(tmp_path, "--max-connections", "3", "--max-per-peer", "2") as server:
-        first = server.connect()
-        second = server.connect()
-        _echoes(first, b"one")
-        _echoes(second, b"two")
-        with server.connect() as third:
-            assert recvAll(third) == REFUSAL
-            server.waitForLog(
-                rb"Refused "
-                + peerOf(third)
-                + rb": too many connections \(--max-per-peer 2\)"
-            )
-        # Another client IP still gets in, up to the total.
-        other = server.connect("127.0.0.2")
-        _echoes(other, b"other peer")
-        with server.connect("127.0.0.3") as fourth:
-            assert recvAll(fourth) == REFUSAL
-            server.waitForLog(
-                rb"Refused "
-                + peerOf(fourth)
-                + rb": too many connections \(--max-connections 3\)"
-            )
-        # Those admitted were not disturbed; a freed slot is reused.
-        _echoes(first, b"still one")
-        peer = peerOf(first)
-        first.close()
-        server.waitForLog(rb"close " + peer + rb" ")
-        with server.connect() as again:
-            _echoes(again, b"again")
-        for sock in (second, other):
-            sock.close()
-        assert server.stop() == 0
+    server = stressServer(nbechoServer, "--max-connections", "3", "--max-per-peer", "2")
+    first = server.connect()
+    second = server.connect()
+    assertEchoes(first, b"one\n")
+    assertEchoes(second, b"two\n")
+    with server.connect() as third:
+        assert recvAll(third) == REFUSAL
+        server.waitForLog(
+            rf"Refused {peerOf(third)}: too many connections \(--max-per-peer 2\)"
+        )
+    # Another client IP still gets in, up to the total.
+    other = server.connect("127.0.0.2")
+    assertEchoes(other, b"other peer\n")
+    with server.connect("127.0.0.3") as fourth:
+        assert recvAll(fourth) == REFUSAL
+        server.waitForLog(
+            rf"Refused {peerOf(fourth)}: too many connections \(--max-connections 3\)"
+        )
+    # Those admitted were not disturbed; a freed slot is reused.
+    assertEchoes(first, b"still one\n")
+    peer = peerOf(first)
+    first.close()
+    server.waitForLog(rf"close {peer} ")
+    with server.connect() as again:
+        assertEchoes(again, b"again\n")
+    for sock in (second, other):
+        sock.close()
+    assert server.stop() == 0
     assert re.search(
-        rb"nbecho stopped: 4 connections, \d+ messages, \d+ bytes in, \d+ bytes "
-        rb"out, 2 refused, 1 by --max-connections, 1 by --max-per-peer",
-        server.logText(),
-    ), server.logText()[-1000:]
-    assert server.logText().count(b"Refused ") == 2
+        r"nbecho stopped: 4 connections, \d+ messages, \d+ bytes in, \d+ bytes "
+        r"out, 2 refused, 1 by --max-connections, 1 by --max-per-peer",
+        server.log(),
+    ), server.log()[-1000:]
+    assert server.log().count("Refused ") == 2
 
 
-def test_idleTimeout(tmp_path: Path) -> None:
+def test_idleTimeout(nbechoServer: ServerFactory) -> None:
     """
     A connection silent for --idle-timeout seconds is closed and logged,
     while a talking one stays.
     """
-    with running(tmp_path, "--idle-timeout", "1") as server:
-        with bystanders(server, 1):
-            with server.connect() as idle:
-                peer = peerOf(idle)
-                _echoes(idle, b"then silence")
-                assert recvAll(idle) == b""
-            server.waitForLog(rb"Idle timeout " + peer + rb": nothing received for 1s")
-            server.waitForLog(rb"close " + peer + rb" \(idle timeout\)")
-        server.assertHealthy()
+    server = stressServer(nbechoServer, "--idle-timeout", "1")
+    with bystanders(server, 1):
+        with server.connect() as idle:
+            peer = peerOf(idle)
+            assertEchoes(idle, b"then silence\n")
+            assert recvAll(idle) == b""
+        server.waitForLog(rf"Idle timeout {peer}: nothing received for 1s")
+        server.waitForLog(rf"close {peer} \(idle timeout\)")
+    assertHealthy(server)
 
 
 class _Pipeliner:
@@ -138,127 +128,123 @@ class _Pipeliner:
             pass
 
 
-def test_gracefulShutdown(tmp_path: Path) -> None:
+def test_gracefulShutdown(nbechoServer: ServerFactory) -> None:
     """
     On SIGTERM, clients in the middle of pipelined traffic receive every
     byte the server read from them, partial line included; the server logs
     its totals and exits 0.
     """
-    with running(tmp_path, "--quiet") as server:
-        clients = [_Pipeliner(server.port, number) for number in range(6)]
-        for client in clients:
-            client.reader.start()
-            client.writer.start()
-        # And one whose last line is surely unfinished when the signal comes.
-        partial = server.connect()
-        # One send, so one read: the echo of the whole line shows that the
-        # server also holds the partial one.
-        partial.sendall(b"complete\npartial")
-        assert recvExactly(partial, 9) == b"complete\n"
-        for client in clients:
-            assert client.started.wait(PATIENCE)
-        time.sleep(0.5)
-        assert server.stop() == 0
-        assert recvAll(partial) == b"partial"  # after b"complete\n"
-        partial.close()
-        log = server.logText()
-        for client in clients:
-            client.reader.join(PATIENCE)
-            client.writer.join(PATIENCE)
-            peer = peerOf(client.sock)
-            client.sock.close()
-            found = re.search(
-                rb"close "
-                + re.escape(peer)
-                + rb" \(server shutting down\): \d+ messages, (\d+) bytes in, "
-                rb"(\d+) bytes out",
-                log,
-            )
-            assert found, log[-2000:]
-            bytesIn, bytesOut = int(found.group(1)), int(found.group(2))
-            received = bytes(client.received)
-            assert bytesIn > 0
-            assert bytesIn == bytesOut == len(received)
-            assert received == client.stream(len(received) // 10 + 100)[: len(received)]
+    server = stressServer(nbechoServer, "--quiet")
+    clients = [_Pipeliner(server.port, number) for number in range(6)]
+    for client in clients:
+        client.reader.start()
+        client.writer.start()
+    # And one whose last line is surely unfinished when the signal comes.
+    partial = server.connect()
+    # One send, so one read: the echo of the whole line shows that the
+    # server also holds the partial one.
+    partial.sendall(b"complete\npartial")
+    assert recvExactly(partial, 9) == b"complete\n"
+    for client in clients:
+        assert client.started.wait(PATIENCE)
+    time.sleep(0.5)
+    assert server.stop() == 0
+    assert recvAll(partial) == b"partial"  # after b"complete\n"
+    partial.close()
+    log = server.log()
+    for client in clients:
+        client.reader.join(PATIENCE)
+        client.writer.join(PATIENCE)
+        peer = peerOf(client.sock)
+        client.sock.close()
+        found = re.search(
+            rf"close {re.escape(peer)} \(server shutting down\): \d+ messages, "
+            r"(\d+) bytes in, (\d+) bytes out",
+            log,
+        )
+        assert found, log[-2000:]
+        bytesIn, bytesOut = int(found.group(1)), int(found.group(2))
+        received = bytes(client.received)
+        assert bytesIn > 0
+        assert bytesIn == bytesOut == len(received)
+        assert received == client.stream(len(received) // 10 + 100)[: len(received)]
     assert re.search(
-        rb"nbecho stopped: 7 connections, \d+ messages, \d+ bytes in, "
-        rb"\d+ bytes out, 0 refused",
+        r"nbecho stopped: 7 connections, \d+ messages, \d+ bytes in, "
+        r"\d+ bytes out, 0 refused",
         log,
     )
-    assert b"Traceback" not in log
+    assert "Traceback" not in log
 
 
-def test_shutdownGraceCutsNonReaders(tmp_path: Path) -> None:
+def test_shutdownGraceCutsNonReaders(nbechoServer: ServerFactory) -> None:
     """
     A client that never reads cannot hold a stopping server beyond
     --shutdown-grace: it is cut, and the server still exits 0.
     """
-    with running(tmp_path, "--quiet", "--shutdown-grace", "1") as server:
-        stuck = server.connect()
-        stuck.settimeout(2)
-        try:
-            for _ in range(1 << 14):
-                stuck.sendall(b"y" * 65535 + b"\n")
-        except socket.timeout:
-            pass
-        echoLine(server, b"others still served")
-        assert server.stop() == 0
-        stuck.close()
-    log = server.logText()
-    assert b"Shutdown grace of 1s is over: cutting 1 connections" in log
+    server = stressServer(nbechoServer, "--quiet", "--shutdown-grace", "1")
+    stuck = server.connect()
+    stuck.settimeout(2)
+    try:
+        for _ in range(1 << 14):
+            stuck.sendall(b"y" * 65535 + b"\n")
+    except socket.timeout:
+        pass
+    echoLine(server, b"others still served")
+    assert server.stop() == 0
+    stuck.close()
+    log = server.log()
+    assert "Shutdown grace of 1s is over: cutting 1 connections" in log
     assert re.search(
-        rb"close 127\.0\.0\.1:\d+ \(server shutting down, then cut after the "
-        rb"shutdown grace\)",
+        r"close 127\.0\.0\.1:\d+ \(server shutting down, then cut after the "
+        r"shutdown grace\)",
         log,
     )
-    assert b"nbecho stopped: 2 connections" in log
+    assert "nbecho stopped: 2 connections" in log
 
 
-def test_fileLimitRaisedAndWarned(tmp_path: Path) -> None:
+def test_fileLimitRaisedAndWarned(nbechoServer: ServerFactory) -> None:
     """
     The server raises its soft open file limit for --max-connections, and
     warns when the hard limit leaves too little room.
     """
-    (tmp_path / "raise").mkdir()
-    (tmp_path / "warn").mkdir()
-    with running(
-        tmp_path / "raise", "--max-connections", "200", fileLimit=(128, 1024)
-    ) as server:
-        server.waitForLog(rb"Raised the open file limit from 128 to 264")
-        server.assertHealthy()
-    with running(
-        tmp_path / "warn", "--max-connections", "1000", fileLimit=(128, 512)
-    ) as server:
-        server.waitForLog(rb"Raised the open file limit from 128 to 512")
-        server.waitForLog(
-            rb"The open file limit 512 \(hard limit 512\) is below "
-            rb"--max-connections 1000: accepting will fail at about 448 "
-            rb"connections"
-        )
-        server.assertHealthy()
+    server = stressServer(
+        nbechoServer, "--max-connections", "200", fileLimit=(128, 1024)
+    )
+    server.waitForLog(r"Raised the open file limit from 128 to 264")
+    assertHealthy(server)
+    server = stressServer(
+        nbechoServer, "--max-connections", "1000", fileLimit=(128, 512)
+    )
+    server.waitForLog(r"Raised the open file limit from 128 to 512")
+    server.waitForLog(
+        r"The open file limit 512 \(hard limit 512\) is below "
+        r"--max-connections 1000: accepting will fail at about 448 "
+        r"connections"
+    )
+    assertHealthy(server)
 
 
-def test_outOfFileDescriptors(tmp_path: Path) -> None:
+def test_outOfFileDescriptors(nbechoServer: ServerFactory) -> None:
     """
     Past the open file limit, new connections are closed at once with a log
     line, and the connections already open keep echoing.
     """
-    with running(tmp_path, "--max-connections", "0", fileLimit=(64, 64)) as server:
-        socks = []
-        held = 0
-        try:
-            for _ in range(80):
-                socks.append(server.connect())
-            server.waitForLog(rb"EMFILE recovery: Closed socket from")
-            _echoes(socks[0], b"first still served")
-            held = sum(1 for sock in socks if _stillOpen(sock))
-            assert 0 < held < 80
-        finally:
-            for sock in socks:
-                sock.close()
-        # Once the held ones are closed, there is room again.
-        server.waitForCount(b"] close ", held)
-        server.assertHealthy()
+    server = stressServer(nbechoServer, "--max-connections", "0", fileLimit=(64, 64))
+    socks = []
+    held = 0
+    try:
+        for _ in range(80):
+            socks.append(server.connect())
+        server.waitForLog(r"EMFILE recovery: Closed socket from")
+        assertEchoes(socks[0], b"first still served\n")
+        held = sum(1 for sock in socks if _stillOpen(sock))
+        assert 0 < held < 80
+    finally:
+        for sock in socks:
+            sock.close()
+    # Once the held ones are closed, there is room again.
+    server.waitForLog(r"\] close ", held)
+    assertHealthy(server)
 
 
 def _stillOpen(sock: socket.socket) -> bool:
