@@ -165,9 +165,9 @@ class RunningServer:
     """
     A C{twistd -n nbecho} process and its log.
 
-    The log is read incrementally and only up to its last complete line, so
-    that waiting on a server that has logged a million lines stays cheap and
-    never matches half a line.
+    A wait on the log reads only what is new since its last look, and only
+    complete lines, so that waiting on a server that has logged a million
+    lines stays cheap and never matches half a line.
 
     @ivar process: the process; C{process.pid} is the server's own pid (no
         shell in between), for C{/proc/PID/...} reads and signals.  Under a
@@ -186,8 +186,6 @@ class RunningServer:
     outputPath: Path
     addresses: list[str] = attrs.field(factory=list)
     timeout: float = TIMEOUT
-    _complete: str = attrs.field(default="", init=False, repr=False)
-    _offset: int = attrs.field(default=0, init=False, repr=False)
 
     @property
     def pid(self) -> int:
@@ -210,28 +208,32 @@ class RunningServer:
         """
         return self.addresses[0].rsplit(":", 1)[0].strip("[]")
 
-    def _read(self) -> bytes:
+    def _linesFrom(self, offset: int) -> tuple[str, int]:
         """
-        Add the newly completed log lines to C{_complete}; return the
-        unfinished last line.
+        The complete log lines from byte C{offset} on, and the offset after
+        them.
         """
         try:
             with self.logPath.open("rb") as logFile:
-                logFile.seek(self._offset)
+                logFile.seek(offset)
                 new = logFile.read()
         except FileNotFoundError:  # a --logfile twistd has not opened yet
-            return b""
+            return "", offset
         end = new.rfind(b"\n") + 1
-        self._complete += new[:end].decode("utf-8", "replace")
-        self._offset += end
-        return new[end:]
+        return new[:end].decode("utf-8", "replace"), offset + end
 
     def log(self) -> str:
         """
         Everything the server has logged so far (invalid UTF-8 replaced).
         """
-        partial = self._read()
-        return self._complete + partial.decode("utf-8", "replace")
+        return self.logBytes().decode("utf-8", "replace")
+
+    def logBytes(self) -> bytes:
+        """
+        Everything the server has logged so far, byte for byte: to check
+        that no raw byte reached it, or to search a huge log cheaply.
+        """
+        return self.logPath.read_bytes() if self.logPath.exists() else b""
 
     def output(self) -> str:
         """
@@ -250,8 +252,7 @@ class RunningServer:
         """
         The C{Ready?} lines logged so far.
         """
-        self._read()
-        return readyLines(self._complete)
+        return readyLines(self._linesFrom(0)[0])
 
     def address(self, prefix: str = "") -> str:
         """
@@ -284,18 +285,17 @@ class RunningServer:
         """
         compiled = re.compile(pattern, re.MULTILINE)
         found: list[re.Match[str]] = []
-        scanned = lineEnd = 0
+        offset = 0
 
         def enough() -> bool:
-            nonlocal scanned, lineEnd
+            nonlocal offset
             exited = self.process.poll() is not None
-            self._read()
-            text = self._complete
-            for match in compiled.finditer(text, scanned):
+            block, offset = self._linesFrom(offset)
+            lineEnd = 0
+            for match in compiled.finditer(block):
                 if match.start() >= lineEnd:  # one match a line
                     found.append(match)
-                    lineEnd = text.find("\n", match.start())
-            scanned = len(text)
+                    lineEnd = block.find("\n", match.start())
             if len(found) >= count:
                 return True
             if exited:

@@ -51,8 +51,9 @@ def assertHealthy(server: RunningServer) -> None:
     """
     assert server.process.poll() is None, server.log()[-2000:]
     echoLine(server, b"still there?")
-    assert "Traceback" not in server.log()
-    assert "Unhandled" not in server.log()
+    log = server.logBytes()
+    assert b"Traceback" not in log
+    assert b"Unhandled" not in log
 
 
 def memory(server: RunningServer) -> dict[str, int]:

@@ -33,7 +33,7 @@ def sharedServer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
         server = servers(*LISTEN, timeout=PATIENCE)
         yield server
         assertHealthy(server)
-        assert "\x1b" not in server.log()
+        assert b"\x1b" not in server.logBytes()
         assert server.stop() == 0
     finally:
         servers.stopAll()
@@ -107,9 +107,9 @@ def test_invalidUtf8AndNul(sharedServer: RunningServer) -> None:
     payload = b"caf\xe9 \xff\xfe\xc3\x28\n\x00\x00nul\x00\n"
     with bystanders(sharedServer):
         assert _echoed(sharedServer, payload) == payload
-    log = sharedServer.log()
-    assert r"caf\xe9 \xff\xfe\xc3(" in log
-    assert r"\x00\x00nul\x00" in log
+    log = sharedServer.logBytes()
+    assert rb"caf\xe9 \xff\xfe\xc3(" in log
+    assert rb"\x00\x00nul\x00" in log
     assertHealthy(sharedServer)
 
 
@@ -120,9 +120,9 @@ def test_terminalEscapes(sharedServer: RunningServer) -> None:
     payload = b"\x1b[2J\x1b]0;owned\x07\x1b[31mred\x1b[0m\r\x08\x7f\n"
     with bystanders(sharedServer):
         assert _echoed(sharedServer, payload) == payload
-    log = sharedServer.log()
-    assert "\x1b" not in log and "\x07" not in log and "\x08" not in log
-    assert r"\x1b[2J" in log
+    log = sharedServer.logBytes()
+    assert b"\x1b" not in log and b"\x07" not in log and b"\x08" not in log
+    assert rb"\x1b[2J" in log
     assertHealthy(sharedServer)
 
 
