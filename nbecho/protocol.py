@@ -22,6 +22,7 @@ from zope.interface import implementer
 
 from nbecho._address import formatAddress
 from nbecho._escape import escapeMessage
+from nbecho._fastwrite import fastWriter
 from nbecho._typing import IStreamTransport
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class EchoProtocol(Protocol):
         self.stats.connectionsOpen += 1
         self.stats.connectionsTotal += 1
         self.transport.registerProducer(self.transport, True)
+        self._write = fastWriter(self.transport)
         log.info("Accept {peer}", peer=self.peer)
 
     def dataReceived(self, data: bytes) -> None:
@@ -112,7 +114,7 @@ class EchoProtocol(Protocol):
         """
         self.bytesOut += len(data)
         self.stats.bytesOut += len(data)
-        self.transport.write(data)
+        self._write(data)
 
     def close(self, why: str) -> None:
         """
