@@ -4,6 +4,7 @@ The C{twistd nbecho} command line: options in, a running service out.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 from twisted.application.service import IService, MultiService
@@ -11,6 +12,7 @@ from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.python import usage
 
 from nbecho._service import ListeningService
+from nbecho._workers import addWorkers, checkWorkers, shareLimits
 from nbecho.factory import FRAMINGS, EchoFactory, EchoSettings
 
 DEFAULT_PORT = 9999
@@ -68,6 +70,13 @@ class Options(usage.Options):
             "Longest line (terminator excluded) in "
             "line framing; a longer one closes the connection.",
         ],
+        [
+            "workers",
+            None,
+            "1",
+            "Processes serving the same listening sockets (tcp:, tcp6:, unix:, "
+            "systemd:), to use that many cores.",
+        ],
     ]
     compData = usage.Completions(
         optActions={"framing": usage.CompleteList(sorted(FRAMINGS))}
@@ -86,6 +95,7 @@ class Options(usage.Options):
     opt_l = opt_listen
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        self["argv"] = list(options) if options is not None else sys.argv[1:]
         try:
             super().parseOptions(options)
         except usage.UsageError as error:
@@ -106,6 +116,8 @@ class Options(usage.Options):
             quiet=bool(self["quiet"]),
             maxLineLength=_number("max-line-length", self["max-line-length"], 1),
         )
+        self["workers"] = checkWorkers(self["workers"], self["listen"])
+        self["settings"] = shareLimits(self["settings"], self["workers"])
         if not self["listen"]:
             description = f"tcp:{port}"
             if self["interface"]:
@@ -133,4 +145,5 @@ def makeService(options: Options) -> IService:
     service = MultiService()
     for description, endpoint in options["endpoints"]:
         ListeningService(description, endpoint, factory).setServiceParent(service)
+    addWorkers(service, options)
     return service

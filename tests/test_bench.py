@@ -132,7 +132,7 @@ def test_loaderChecksEveryByte(corruptingServer: int) -> None:
     assert loader.stdout is not None and loader.stdin is not None
     assert loader.stdout.readline().strip() == "ready"
     window = f"go 0 {time.monotonic() + 5}\n"
-    out, err = loader.communicate(window, timeout=60)
+    _out, err = loader.communicate(window, timeout=60)
     assert loader.returncode != 0
     assert "echo differs" in err
 
