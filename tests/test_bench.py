@@ -7,6 +7,7 @@ Timings are reported by the benchmark, never asserted here.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -145,3 +146,31 @@ def test_badOption(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "unknown server nope" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_smokePyPy(tmp_path: Path) -> None:
+    """
+    With a PyPy interpreter that has nbecho (CI makes one), the benchmark
+    runs nbecho on PyPy beside Twisted's echo on CPython, every byte checked.
+    """
+    pypy = os.environ.get("NBECHO_BENCH_PYPY")
+    if not pypy:
+        pytest.skip("NBECHO_BENCH_PYPY names no PyPy with nbecho (CI sets it)")
+    args = [a if a != "none" else pypy for a in SMOKE]
+    result = _bench(
+        *args,
+        "--modes",
+        "pipelined",
+        "--servers",
+        "wire,pypy-nbecho-line-quiet",
+        "--json",
+        "out.json",
+        "--chart",
+        "out.png",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "out.json").read_text())
+    row = data["summary"]["pipelined"]["pypy-nbecho-line-quiet"]
+    assert row["messagesChecked"] > 0
+    assert data["config"]["servers"]["pypy-nbecho-line-quiet"][0] == pypy
