@@ -143,8 +143,8 @@ class EchoProtocol(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.stats.connectionsOpen -= 1
         log.info(
-            "close {peer} ({reason}): {messages} messages, {bytesIn} bytes in "
-            "{duration:.3f}s",
+            "close {peer} ({reason}): {messages} messages, {bytesIn} bytes in, "
+            "{bytesOut} bytes out, {duration:.3f}s",
             peer=self.peer,
             reason=self.closeWhy or _closeReason(reason),
             messages=self.messages,
