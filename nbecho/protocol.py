@@ -23,6 +23,7 @@ from zope.interface import implementer
 from nbecho._address import formatAddress
 from nbecho._escape import escapeMessage
 from nbecho._fastwrite import fastWriter
+from nbecho._logbatch import logMessages
 from nbecho._typing import IStreamTransport
 
 if TYPE_CHECKING:
@@ -94,12 +95,20 @@ class EchoProtocol(Protocol):
         self.messages += count
         self.stats.messages += count
 
-    def messagesRead(self, messages: list[bytes]) -> None:
+    def messagesRead(self, messages: list[bytes], block: bytes = b"") -> None:
         """
         Count C{messages} and log each, terminator removed, unless quiet.
+
+        Several messages read together as C{block} (each followed by its
+        terminator) are logged as one event, one line each, for a fraction
+        of the cost of an event per message.
         """
         self.counted(len(messages))
-        if not self.settings.quiet:
+        if self.settings.quiet:
+            return
+        if block and len(messages) > 1:
+            logMessages(log, self.peer, messages, block)
+        else:
             for message in messages:
                 log.info(
                     "Read Data {peer} {text}",
@@ -200,6 +209,15 @@ class LineEchoProtocol(EchoProtocol):
             return True
         lines = complete.split(b"\n")
         lines.pop()
+        if not (
+            (exitWord and exitWord in complete)
+            or len(complete) > settings.maxLineLength + 2
+            or b"\r" in complete
+        ):
+            # Every line is a plain message: log them without a loop here.
+            self.messagesRead(lines, complete)
+            self.echo(complete)
+            return True
         bodies: list[bytes] = []
         for line in lines:
             body = line[:-1] if line.endswith(b"\r") else line
@@ -212,7 +230,7 @@ class LineEchoProtocol(EchoProtocol):
                 self._echoFirst(lines, bodies)
                 self.close("exit word")
                 return False
-        self.messagesRead(bodies)
+        self.messagesRead(bodies, complete)
         self.echo(complete)
         return True
 

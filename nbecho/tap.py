@@ -12,6 +12,7 @@ from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.python import usage
 
 from nbecho._service import ListeningService
+from nbecho._textlog import useFastTextLog
 from nbecho._workers import addWorkers, checkWorkers, shareLimits
 from nbecho.factory import FRAMINGS, EchoFactory, EchoSettings
 
@@ -116,6 +117,7 @@ class Options(usage.Options):
             quiet=bool(self["quiet"]),
             maxLineLength=_number("max-line-length", self["max-line-length"], 1),
         )
+        useFastTextLog(self)
         self["workers"] = checkWorkers(self["workers"], self["listen"])
         self["settings"] = shareLimits(self["settings"], self["workers"])
         if not self["listen"]:

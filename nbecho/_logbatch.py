@@ -1,0 +1,52 @@
+"""
+The per-message log lines of one chunk as one C{twisted.logger} event.
+
+A pipelining client sends dozens of lines in one chunk; one event each would
+cost more than echoing them (an event is a dictionary built, published and
+formatted).  One event per chunk carries every message: C{texts} (escaped as
+L{escapeMessage} does) and C{sizes}, and its text is one C{Read Data PEER
+TEXT} line per message, as single-message events show it, so the log reads
+the same.  Text made of printable ASCII only, the usual case, is escaped for
+the whole chunk at once.
+"""
+
+from __future__ import annotations
+
+from twisted.logger import Logger
+
+from nbecho._escape import LOG_LIMIT, escapeMessage
+
+#: Bytes that escaping leaves as they are (printable ASCII but the
+#: backslash), and LF, which separates messages.
+_PLAIN = bytes(b for b in range(0x20, 0x7F) if b != 0x5C) + b"\n"
+
+
+def escapeBodies(bodies: list[bytes], block: bytes) -> list[str]:
+    """
+    C{[escapeMessage(body) for body in bodies]}, where C{block} is the bodies
+    each followed by LF (or CRLF): computed at C speed when C{block} is all
+    printable ASCII and no body needs cutting.
+    """
+    if not block.translate(None, _PLAIN):
+        texts = block.decode("ascii").split("\n")
+        texts.pop()
+        if len(block) <= LOG_LIMIT or max(map(len, texts)) <= LOG_LIMIT:
+            return texts
+    return [escapeMessage(body) for body in bodies]
+
+
+def logMessages(log: Logger, peer: str, bodies: list[bytes], block: bytes) -> None:
+    """
+    Log C{bodies}, read together from C{peer}, as one event.
+    """
+    texts = escapeBodies(bodies, block)
+    prefix = f"Read Data {peer} "
+    log.info(
+        "{lines}",
+        lines=prefix + ("\n" + prefix).join(texts),
+        peer=peer,
+        texts=texts,
+        sizes=[len(body) for body in bodies],
+        count=len(bodies),
+        nbecho_event="messages",
+    )
