@@ -17,6 +17,7 @@ from twisted.internet.protocol import (
     connectionDone,
 )
 from twisted.internet.testing import StringTransport
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
@@ -161,6 +162,31 @@ class FastWriterTCPTests(TestCase):
         write(b"after\n")
         await client.waitFor(7)
         self.assertEqual(bytes(client.received), b"before\n")
+
+    async def test_throughPolicyWrapper(self) -> None:
+        """
+        Behind a pass-through C{policies} wrapper (as connection limits put
+        there), the bytes still leave at once; a wrapper with a C{write} of
+        its own keeps it.
+        """
+        transport, client = await self.connect()
+        wrapper = ProtocolWrapper(WrappingFactory(ServerFactory()), Protocol())
+        wrapper.transport = transport
+        write = fastWriter(wrapper)
+        self.assertNotEqual(write, wrapper.write)
+        write(b"wrapped\n")
+        self.assertEqual(transport._tempDataLen, 0)
+        self.assertNotIn(transport, IReactorFDSet(reactor).getWriters())
+        await client.waitFor(8)
+        self.assertEqual(bytes(client.received), b"wrapped\n")
+
+        class Counting(ProtocolWrapper):
+            def write(self, data: bytes) -> None:
+                super().write(data)
+
+        counting = Counting(WrappingFactory(ServerFactory()), Protocol())
+        counting.transport = transport
+        self.assertEqual(fastWriter(counting), counting.write)
 
     async def test_tlsFlagFallsBack(self) -> None:
         """
