@@ -21,12 +21,14 @@ from nbecho._escape import LOG_LIMIT, escapeMessage
 _PLAIN = bytes(b for b in range(0x20, 0x7F) if b != 0x5C) + b"\n"
 
 
-def escapeBodies(bodies: list[bytes], block: bytes) -> list[str]:
+def escapeBodies(bodies: list[bytes]) -> list[str]:
     """
-    C{[escapeMessage(body) for body in bodies]}, where C{block} is the bodies
-    each followed by LF (or CRLF): computed at C speed when C{block} is all
-    printable ASCII and no body needs cutting.
+    C{[escapeMessage(body) for body in bodies]}, computed at C speed for
+    the whole list when it is all printable ASCII and no body needs cutting.
     """
+    if not bodies:
+        return []
+    block = b"\n".join(bodies) + b"\n"
     if not block.translate(None, _PLAIN):
         texts = block.decode("ascii").split("\n")
         texts.pop()
@@ -35,11 +37,11 @@ def escapeBodies(bodies: list[bytes], block: bytes) -> list[str]:
     return [escapeMessage(body) for body in bodies]
 
 
-def logMessages(log: Logger, peer: str, bodies: list[bytes], block: bytes) -> None:
+def logMessages(log: Logger, peer: str, bodies: list[bytes]) -> None:
     """
     Log C{bodies}, read together from C{peer}, as one event.
     """
-    texts = escapeBodies(bodies, block)
+    texts = escapeBodies(bodies)
     prefix = f"Read Data {peer} "
     log.info(
         "{lines}",

@@ -95,19 +95,18 @@ class EchoProtocol(Protocol):
         self.messages += count
         self.stats.messages += count
 
-    def messagesRead(self, messages: list[bytes], block: bytes = b"") -> None:
+    def messagesRead(self, messages: list[bytes]) -> None:
         """
         Count C{messages} and log each, terminator removed, unless quiet.
 
-        Several messages read together as C{block} (each followed by its
-        terminator) are logged as one event, one line each, for a fraction
-        of the cost of an event per message.
+        Several messages read together are logged as one event, one line
+        each, for a fraction of the cost of an event per message.
         """
         self.counted(len(messages))
         if self.settings.quiet:
             return
-        if block and len(messages) > 1:
-            logMessages(log, self.peer, messages, block)
+        if len(messages) > 1:
+            logMessages(log, self.peer, messages)
         else:
             for message in messages:
                 log.info(
@@ -215,7 +214,7 @@ class LineEchoProtocol(EchoProtocol):
             or b"\r" in complete
         ):
             # Every line is a plain message: log them without a loop here.
-            self.messagesRead(lines, complete)
+            self.messagesRead(lines)
             self.echo(complete)
             return True
         bodies: list[bytes] = []
@@ -230,7 +229,7 @@ class LineEchoProtocol(EchoProtocol):
                 self._echoFirst(lines, bodies)
                 self.close("exit word")
                 return False
-        self.messagesRead(bodies, complete)
+        self.messagesRead(bodies)
         self.echo(complete)
         return True
 

@@ -40,10 +40,7 @@ class EscapeBodiesTests(TestCase):
         For any messages (printable or not, short or over the log limit), the
         texts are those of L{escapeMessage}, in order.
         """
-        block = b"".join(body + b"\n" for body in bodies)
-        self.assertEqual(
-            escapeBodies(bodies, block), [escapeMessage(b) for b in bodies]
-        )
+        self.assertEqual(escapeBodies(bodies), [escapeMessage(b) for b in bodies])
 
     def test_backslashAndLong(self) -> None:
         """
@@ -51,13 +48,9 @@ class EscapeBodiesTests(TestCase):
         otherwise plain text.
         """
         bodies = [b"plain", b"back\\slash"]
-        block = b"".join(body + b"\n" for body in bodies)
-        self.assertEqual(escapeBodies(bodies, block), ["plain", "back\\\\slash"])
+        self.assertEqual(escapeBodies(bodies), ["plain", "back\\\\slash"])
         bodies = [b"plain", b"x" * 300]
-        block = b"".join(body + b"\n" for body in bodies)
-        self.assertEqual(
-            escapeBodies(bodies, block), ["plain", "x" * 200 + "... (300 bytes)"]
-        )
+        self.assertEqual(escapeBodies(bodies), ["plain", "x" * 200 + "... (300 bytes)"])
 
 
 class ProtocolBatchTests(TestCase):
