@@ -12,7 +12,9 @@ the whole chunk at once.
 
 from __future__ import annotations
 
-from twisted.logger import Logger
+from time import time
+
+from twisted.logger import Logger, LogLevel
 
 from nbecho._escape import LOG_LIMIT, escapeMessage
 
@@ -37,18 +39,36 @@ def escapeBodies(bodies: list[bytes]) -> list[str]:
     return [escapeMessage(body) for body in bodies]
 
 
+def info(log: Logger, format: str, **fields: object) -> None:
+    """
+    C{log.info(format, **fields)}: the same event, to the same observers,
+    without C{Logger.emit}'s check that the level is valid (it sorts every
+    level each call, a sixth of the cost of a message's event).
+    """
+    fields.update(
+        log_logger=log,
+        log_level=LogLevel.info,
+        log_namespace=log.namespace,
+        log_source=log.source,
+        log_format=format,
+        log_time=time(),
+    )
+    log.observer(fields)
+
+
 def logMessages(log: Logger, peer: str, bodies: list[bytes]) -> None:
     """
     Log C{bodies}, read together from C{peer}, as one event.
     """
     texts = escapeBodies(bodies)
     prefix = f"Read Data {peer} "
-    log.info(
+    info(
+        log,
         "{lines}",
         lines=prefix + ("\n" + prefix).join(texts),
         peer=peer,
         texts=texts,
-        sizes=[len(body) for body in bodies],
+        sizes=list(map(len, bodies)),
         count=len(bodies),
         nbecho_event="messages",
     )

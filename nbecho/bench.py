@@ -54,9 +54,9 @@ class ServerSpec:
     How to start one server of the table.
 
     @ivar name: its row in the table.
-    @ivar argv: the command; C{{log}} is replaced by a log file path.
-    @ivar twistd: C{True} when it logs its port in a twistd log file rather
-        than printing C{PORT n}.
+    @ivar argv: the command.
+    @ivar twistd: C{True} when it logs its port in a twistd log (its standard
+        output, a file) rather than printing C{PORT n}.
     @ivar cores: C{"one"} to pin to the server core, C{"all"} for workers.
     """
 
@@ -69,7 +69,10 @@ class ServerSpec:
 def _nbecho(
     name: str, python: str, framing: str, quiet: bool, workers: int = 1
 ) -> ServerSpec:
-    argv = [python, "-c", _TWISTD, "-n", "--pidfile=", "--logfile={log}", "nbecho"]
+    # The log goes to standard output, which is the log file: twistd's own
+    # --logfile would rotate it every megabyte, renaming every older file each
+    # time, and measure that instead of the logging.
+    argv = [python, "-c", _TWISTD, "-n", "--pidfile=", "nbecho"]
     argv += ["--listen", "tcp:0:interface=127.0.0.1", "--framing", framing]
     if quiet:
         argv.append("--quiet")
@@ -159,12 +162,12 @@ class RunningServer:
     def __init__(self, spec: ServerSpec, workdir: Path, cores: set[int]) -> None:
         self.spec = spec
         self.log = workdir / f"{spec.name}.log"
-        argv = [a.replace("{log}", str(self.log)) for a in spec.argv]
         self.errors: IO[bytes] = open(workdir / f"{spec.name}.err", "w+b")
+        self.output: IO[bytes] = open(self.log, "wb")
         self.process = subprocess.Popen(
-            argv,
+            spec.argv,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=self.output if spec.twistd else subprocess.PIPE,
             stderr=self.errors,
             cwd=workdir,
         )
@@ -213,6 +216,7 @@ class RunningServer:
                 self.process.kill()
                 self.process.wait()
         self.errors.close()
+        self.output.close()
 
 
 def measure(

@@ -23,7 +23,7 @@ from zope.interface import implementer
 from nbecho._address import formatAddress
 from nbecho._escape import escapeMessage
 from nbecho._fastwrite import fastWriter
-from nbecho._logbatch import logMessages
+from nbecho._logbatch import info, logMessages
 from nbecho._typing import IStreamTransport
 
 if TYPE_CHECKING:
@@ -109,7 +109,8 @@ class EchoProtocol(Protocol):
             logMessages(log, self.peer, messages)
         else:
             for message in messages:
-                log.info(
+                info(
+                    log,
                     "Read Data {peer} {text}",
                     peer=self.peer,
                     text=escapeMessage(message),

@@ -5,17 +5,24 @@ with the same content as one event per message.
 
 from __future__ import annotations
 
+import time
 from typing import cast
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
-from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
+from twisted.logger import (
+    ILogObserver,
+    LogEvent,
+    Logger,
+    formatEvent,
+    globalLogPublisher,
+)
 from twisted.trial.unittest import TestCase
 
 from nbecho._escape import escapeMessage
-from nbecho._logbatch import escapeBodies
+from nbecho._logbatch import escapeBodies, info
 from nbecho.factory import EchoFactory, EchoSettings
 
 _bodies = st.lists(
@@ -34,6 +41,7 @@ class EscapeBodiesTests(TestCase):
     Escaping a chunk at once gives what escaping each message gives.
     """
 
+    @settings(deadline=None)  # PyPy's JIT makes first examples slow
     @given(_bodies)
     def test_sameAsEach(self, bodies: list[bytes]) -> None:
         """
@@ -51,6 +59,27 @@ class EscapeBodiesTests(TestCase):
         self.assertEqual(escapeBodies(bodies), ["plain", "back\\\\slash"])
         bodies = [b"plain", b"x" * 300]
         self.assertEqual(escapeBodies(bodies), ["plain", "x" * 200 + "... (300 bytes)"])
+
+
+class InfoTests(TestCase):
+    """
+    L{info} makes the event C{Logger.info} makes.
+    """
+
+    def test_sameEvent(self) -> None:
+        """
+        Every key and value but the time is that of C{Logger.info}'s event,
+        and the time is now.
+        """
+        events: list[LogEvent] = []
+        log = Logger(namespace="nbecho", observer=cast(ILogObserver, events.append))
+        log.info("Read Data {peer} {text}", peer="p", text="t", size=1)
+        before = time.time()
+        info(log, "Read Data {peer} {text}", peer="p", text="t", size=1)
+        expected, actual = events
+        self.assertGreaterEqual(actual.pop("log_time"), before)
+        expected.pop("log_time")
+        self.assertEqual(actual, expected)
 
 
 class ProtocolBatchTests(TestCase):

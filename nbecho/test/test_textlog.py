@@ -9,7 +9,7 @@ import io
 import os
 from typing import Any, cast
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.logger import (
     ILogObserver,
@@ -108,6 +108,7 @@ class FastClassicFormatTests(TestCase):
             self.assertSameLine(event)
         self.assertNotEqual(fastClassicFormat(first), fastClassicFormat(second))
 
+    @settings(deadline=None)  # PyPy's JIT makes first examples slow
     @given(
         st.lists(
             st.tuples(
