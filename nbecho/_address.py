@@ -4,8 +4,12 @@ Peer addresses rendered the way operators read them in a log line.
 
 from __future__ import annotations
 
+import os
+
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.interfaces import IAddress
+
+from nbecho._escape import escapeMessage
 
 
 def formatAddress(address: IAddress | None) -> str:
@@ -13,7 +17,9 @@ def formatAddress(address: IAddress | None) -> str:
     Render C{address} as C{host:port}, C{[host]:port} or C{unix:path}.
 
     IPv6 hosts are bracketed so that the port stays unambiguous; an unnamed
-    UNIX peer (the usual case for a client socket) shows as C{unix:-}.
+    UNIX peer (the usual case for a client socket) shows as C{unix:-}.  A
+    UNIX client may bind its socket to any path it likes before connecting,
+    so the path is escaped like a message.
     """
     if isinstance(address, IPv6Address):
         return f"[{address.host}]:{address.port}"
@@ -21,9 +27,9 @@ def formatAddress(address: IAddress | None) -> str:
         return f"{address.host}:{address.port}"
     if isinstance(address, UNIXAddress):
         name = address.name
-        if isinstance(name, bytes):
-            name = name.decode("utf-8", "backslashreplace")
-        return f"unix:{name or '-'}"
+        if isinstance(name, str):
+            name = os.fsencode(name)
+        return f"unix:{escapeMessage(name) if name else '-'}"
     host = getattr(address, "host", None)
     port = getattr(address, "port", None)
     if host is not None and port is not None:

@@ -3,7 +3,8 @@ Client bytes made safe for an operator's terminal and log files.
 
 A client controls every byte it sends; written raw into a log, escape
 sequences could rewrite the operator's terminal and invalid UTF-8 could break
-log shippers.  Everything that is not printable text is shown as C{\\xNN}.
+log shippers.  Everything that is not printable text is shown as an escape:
+C{\\xNN} for a byte, C{\\uNNNN} for a character.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _escapeChar(match: re.Match[str]) -> str:
         return f"\\x{code - 0xDC00:02x}"
     if char.isprintable():
         return char
-    if code < 0x100:
+    if code < 0x80:
         return f"\\x{code:02x}"
     if code < 0x10000:
         return f"\\u{code:04x}"
@@ -39,10 +40,12 @@ def escapeMessage(data: bytes, limit: int = LOG_LIMIT) -> str:
     """
     Return C{data} as printable text, cut to C{limit} bytes.
 
-    Valid UTF-8 that prints stays readable; control characters (ESC, NUL,
-    C1 codes, bidirectional overrides) and bytes that are not UTF-8 become
-    C{\\xNN} escapes, and a backslash becomes C{\\\\} so the result is never
-    ambiguous.  A cut message ends in C{...} and its full length.
+    Valid UTF-8 that prints stays readable; ASCII control characters (ESC,
+    NUL, ...) and bytes that are not UTF-8 become C{\\xNN} escapes, other
+    unprintable characters (C1 codes, bidirectional overrides, ...)
+    C{\\uNNNN}, and a backslash becomes C{\\\\}, so the result is never
+    ambiguous: a C1 character is not mistaken for the invalid byte of the same
+    value.  A cut message ends in C{...} and its full length.
     """
     shown = data if len(data) <= limit else data[:limit]
     text = _SUSPECT.sub(_escapeChar, shown.decode("utf-8", "surrogateescape"))

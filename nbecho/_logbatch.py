@@ -12,9 +12,10 @@ the whole chunk at once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from time import time
 
-from twisted.logger import Logger, LogLevel
+from twisted.logger import LogEvent, Logger, LogLevel
 
 from nbecho._escape import LOG_LIMIT, escapeMessage
 
@@ -72,3 +73,25 @@ def logMessages(log: Logger, peer: str, bodies: list[bytes]) -> None:
         count=len(bodies),
         nbecho_event="messages",
     )
+
+
+#: The keys of a chunk's event that its per-message events replace.
+_BATCH_KEYS = ("lines", "texts", "sizes", "count")
+
+
+def messageEvents(events: Iterable[LogEvent]) -> Iterator[LogEvent]:
+    """
+    C{events}, with each chunk's event given as the single-message events
+    (C{nbecho_event="message"}, C{peer}, C{text}, C{size}) it stands for:
+    for observers, such as the JSON log, whose readers expect one record
+    per message.
+    """
+    for event in events:
+        if event.get("nbecho_event") != "messages":
+            yield event
+            continue
+        base = {k: v for k, v in event.items() if k not in _BATCH_KEYS}
+        base["log_format"] = "Read Data {peer} {text}"
+        base["nbecho_event"] = "message"
+        for text, size in zip(event["texts"], event["sizes"]):
+            yield {**base, "text": text, "size": size}

@@ -67,6 +67,7 @@ class ListeningService(Service):
             "Ready? nbecho listening on {address} ({description})",
             address=formatAddress(port.getHost()),
             description=self.description,
+            nbecho_event="ready",
         )
         return port
 

@@ -262,8 +262,14 @@ def runWorker(number: int, families: Sequence[int], argv: Sequence[str]) -> None
 
     from nbecho import tap
 
+    if "LISTEN_FDS" in os.environ:
+        # systemd: endpoints are parsed again here (then replaced by the
+        # inherited sockets below); the parser wants the variables for us.
+        os.environ["LISTEN_PID"] = str(os.getpid())
     options = tap.Options()
     options.parseOptions(argv)
+    # One metrics listener, twistd's process's: workers would collide on it.
+    options["metrics"] = None
     options["endpoints"] = [
         (description, AdoptedStreamServerEndpoint(reactor, _LOG_FD + 1 + i, family))
         for i, ((description, _), family) in enumerate(

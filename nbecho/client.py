@@ -14,14 +14,21 @@ connection is lost or the server closes it before the session ends.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint, clientFromString
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    clientFromString,
+    quoteStringArgument,
+)
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
+    IHandshakeListener,
     IReactorCore,
     IStreamClientEndpoint,
 )
@@ -49,24 +56,41 @@ class SessionLostError(Exception):
     """
 
 
+@implementer(IHandshakeListener)
 class EchoClient(LineReceiver):
     """
     The connection to the server: hand each echoed line to the console.
+
+    Over TLS the session starts only once the handshake has verified the
+    server, so that a wrong certificate is reported as such, before any
+    input is read.
     """
 
     delimiter = b"\n"
     MAX_LENGTH = 16 * 1024 * 1024
-    console: Console
+    console: Console | None = None
     transport: IStreamTransport
 
+    def __init__(self) -> None:
+        self.secured: Deferred[None] = Deferred()
+
+    def handshakeCompleted(self) -> None:
+        self.secured.callback(None)
+
     def lineReceived(self, line: bytes) -> None:
+        assert self.console is not None
         self.console.echoed(line + b"\n")
 
     def lineLengthExceeded(self, line: bytes) -> None:
+        assert self.console is not None
         self.console.fail(f"echoed line longer than {self.MAX_LENGTH} bytes")
         self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.console is None:
+            if not self.secured.called:
+                self.secured.errback(reason)
+            return
         rest = self.clearLineBuffer()
         if rest:
             self.console.echoed(rest)
@@ -95,6 +119,12 @@ class Console(LineReceiver):
         self.sending = True
         self.pending = 0
         self.error: str | None = None
+        # TLS in Twisted cannot half-close: the client's close_notify ends
+        # the session for the server.  So over TLS the client closes once
+        # every line it sent has been echoed, and a last unterminated line is
+        # sent with a newline that is then left out of its echo.
+        self.tls = _overTLS(server.transport)
+        self.unterminated = False
 
     def connectionMade(self) -> None:
         server = self.server.transport
@@ -124,6 +154,10 @@ class Console(LineReceiver):
         """
         rest = self.clearLineBuffer()
         if rest and self.sending:
+            if self.tls:
+                self.unterminated = True
+                self.pending += 1
+                rest += b"\n"
             self.server.transport.write(rest)
         self.finishSending()
 
@@ -137,10 +171,19 @@ class Console(LineReceiver):
         self.transport.pauseProducing()
         server = self.server.transport
         server.unregisterProducer()
-        server.loseWriteConnection()
+        if not self.tls:
+            server.loseWriteConnection()
+        elif not self.pending:
+            server.loseConnection()
 
     def echoed(self, data: bytes) -> None:
         self.pending = max(0, self.pending - 1)
+        if self.tls and not self.sending and not self.pending:
+            # Every line sent has come back: only now may TLS close_notify go
+            # out, as the server stops reading when it arrives.
+            if self.unterminated and data.endswith(b"\n"):
+                data = data[:-1]
+            self.server.transport.loseConnection()
         self.transport.write(data)
         self.showPrompt()
 
@@ -149,8 +192,13 @@ class Console(LineReceiver):
             self.error = error
 
     def serverGone(self, reason: Failure) -> None:
-        if self.error is None and (self.sending or not reason.check(ConnectionDone)):
-            self.error = f"connection lost: {reason.getErrorMessage()}"
+        if self.error is None:
+            if not reason.check(ConnectionDone):
+                self.error = f"connection lost: {reason.getErrorMessage()}"
+            elif self.sending:
+                # Twisted calls this "closed cleanly"; to the user the server
+                # went away in the middle of the session.
+                self.error = "the server closed the connection mid-session"
         self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -176,6 +224,13 @@ class Options(usage.Options):
             "Twisted client endpoint string (tcp:, unix:, "
             "tls:, ...); replaces --host and --port.",
         ],
+        [
+            "ca",
+            None,
+            None,
+            "PEM file of the certificate authority to trust for a tls: "
+            "endpoint instead of the system's; the host name is still checked.",
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -188,17 +243,49 @@ class Options(usage.Options):
                 f"--port takes a number from 1 to 65535, not {self['port']!r}"
             )
         self["port"] = port
+        if self["ca"] is not None and not (self["connect"] or "").startswith("tls:"):
+            raise usage.UsageError("--ca needs --connect tls:host=HOST:port=PORT")
 
     def endpoint(self, reactor: IReactorCore) -> tuple[str, IStreamClientEndpoint]:
         """
         The endpoint to connect to and how to name it in an error.
         """
+        if self["ca"] is not None:
+            return self["connect"], _trusting(reactor, self["connect"], self["ca"])
         if self["connect"]:
             return self["connect"], clientFromString(reactor, self["connect"])
         host, port = self["host"], self["port"]
         name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         endpoint: IStreamClientEndpoint = HostnameEndpoint(reactor, host, port)
         return name, endpoint
+
+
+def _trusting(
+    reactor: IReactorCore, description: str, caFile: str
+) -> IStreamClientEndpoint:
+    """
+    The C{tls:} endpoint C{description}, trusting only the certificates in
+    C{caFile}.
+
+    The endpoint's own C{trustRoots=} takes a directory of C{.pem} files and
+    loads it while parsing; a directory holding just C{caFile} keeps the
+    parsing (and the host name check) Twisted's own.
+    """
+    if ":trustRoots=" in description:
+        raise ValueError("give either --ca or trustRoots=, not both")
+    with open(caFile, "rb") as pem:
+        certificates = pem.read()
+    if b"-----BEGIN CERTIFICATE-----" not in certificates:
+        raise ValueError(f"--ca {caFile}: no PEM certificate in it")
+    directory = tempfile.mkdtemp(prefix="nbecho-ca-")
+    try:
+        with open(os.path.join(directory, "ca.pem"), "wb") as copy:
+            copy.write(certificates)
+        return clientFromString(
+            reactor, f"{description}:trustRoots={quoteStringArgument(directory)}"
+        )
+    finally:
+        shutil.rmtree(directory)
 
 
 async def session(reactor: IReactorCore, options: Options) -> None:
@@ -218,6 +305,13 @@ async def session(reactor: IReactorCore, options: Options) -> None:
             EXIT_UNREACHABLE, f"cannot connect to {name}: {_describe(error)}"
         ) from None
     assert isinstance(client, EchoClient)
+    if _overTLS(client.transport):
+        try:
+            await client.secured
+        except Exception as error:  # noqa: BLE001 - any TLS failure
+            raise _fatal(
+                EXIT_UNREACHABLE, f"cannot connect to {name}: {_tlsProblem(error)}"
+            ) from None
     # Nothing is read from the socket before this coroutine resumes: the
     # console is in place before the first echo can arrive.
     done: Deferred[None] = Deferred()
@@ -227,6 +321,34 @@ async def session(reactor: IReactorCore, options: Options) -> None:
         await done
     except SessionLostError as error:
         raise _fatal(EXIT_LOST, f"{name}: {error}") from None
+
+
+def _overTLS(transport: object) -> bool:
+    """
+    Whether C{transport} is Twisted's TLS layer.
+
+    Imported here rather than at the top: L{twisted.protocols.tls} needs
+    pyOpenSSL, which only the C{tls} extra installs, and a plain C{pip
+    install .} must give a client that works over TCP and UNIX sockets.
+    """
+    try:
+        from twisted.protocols.tls import TLSMemoryBIOProtocol
+    except ImportError:
+        return False
+    return isinstance(transport, TLSMemoryBIOProtocol)
+
+
+def _tlsProblem(error: Exception) -> str:
+    """
+    One line for a failed TLS handshake: OpenSSL's reason, not its tuple.
+    """
+    if type(error).__name__ == "VerificationError":  # service_identity's
+        return "TLS handshake failed: certificate does not match the host name"
+    args = error.args[0] if error.args else None
+    if isinstance(args, list) and args and isinstance(args[0], tuple):
+        reasons = ", ".join(str(entry[-1]) for entry in args)
+        return f"TLS handshake failed: {reasons}"
+    return f"TLS handshake failed: {_describe(error)}"
 
 
 def _describe(error: Exception) -> str:

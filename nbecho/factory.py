@@ -55,6 +55,8 @@ class EchoStats:
     messages: int = 0
     bytesIn: int = 0
     bytesOut: int = 0
+    #: Refused connections by the limit that refused them.
+    refused: dict[str, int] = attrs.Factory(dict)
 
 
 class EchoFactory(ServerFactory):

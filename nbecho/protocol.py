@@ -69,7 +69,7 @@ class EchoProtocol(Protocol):
         self.stats.connectionsTotal += 1
         self.transport.registerProducer(self.transport, True)
         self._write = fastWriter(self.transport)
-        log.info("Accept {peer}", peer=self.peer)
+        log.info("Accept {peer}", peer=self.peer, nbecho_event="accept")
 
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
@@ -115,6 +115,7 @@ class EchoProtocol(Protocol):
                     peer=self.peer,
                     text=escapeMessage(message),
                     size=len(message),
+                    nbecho_event="message",
                 )
 
     def echo(self, data: bytes) -> None:
@@ -160,6 +161,7 @@ class EchoProtocol(Protocol):
             bytesIn=self.bytesIn,
             bytesOut=self.bytesOut,
             duration=time.monotonic() - self.started,
+            nbecho_event="close",
         )
 
 
@@ -201,9 +203,10 @@ class LineEchoProtocol(EchoProtocol):
         exitWord = settings.exitWord
         if settings.quiet and not (
             (exitWord and exitWord in complete)
-            or len(complete) > settings.maxLineLength + 2
+            or len(complete) > settings.maxLineLength + 1
         ):
-            # No line can be the exit word or too long: skip the split.
+            # No line can be the exit word or too long (a too-long line is at
+            # least maxLineLength + 1 bytes and its LF): skip the split.
             self.counted(complete.count(b"\n"))
             self.echo(complete)
             return True
@@ -211,7 +214,7 @@ class LineEchoProtocol(EchoProtocol):
         lines.pop()
         if not (
             (exitWord and exitWord in complete)
-            or len(complete) > settings.maxLineLength + 2
+            or len(complete) > settings.maxLineLength + 1
             or b"\r" in complete
         ):
             # Every line is a plain message: log them without a loop here.
@@ -249,6 +252,7 @@ class LineEchoProtocol(EchoProtocol):
             peer=self.peer,
             length=length,
             limit=limit,
+            nbecho_event="line_too_long",
         )
         self._buffer = b""
         self.transport.write(b"error: line too long (limit %d bytes)\n" % (limit,))

@@ -4,13 +4,22 @@ The C{twistd nbecho} command line: options in, a running service out.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python import usage
 
+from nbecho._jsonlog import (
+    LOG_FORMATS,
+    JSONLinesObserver,
+    JSONLoggingService,
+    logDestination,
+)
+from nbecho._proxy import proxiedFromString
 from nbecho._service import ListeningService
 from nbecho._textlog import useFastTextLog
 from nbecho._workers import addWorkers, checkWorkers, shareLimits
@@ -72,6 +81,20 @@ class Options(usage.Options):
             "line framing; a longer one closes the connection.",
         ],
         [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics over HTTP on this endpoint "
+            "(e.g. tcp:9100:interface=127.0.0.1); off by default.",
+        ],
+        [
+            "log-format",
+            None,
+            "text",
+            "text, or json: one JSON object per line, to twistd's --logfile "
+            "or stdout (twistd's own --logger takes precedence).",
+        ],
+        [
             "workers",
             None,
             "1",
@@ -80,7 +103,10 @@ class Options(usage.Options):
         ],
     ]
     compData = usage.Completions(
-        optActions={"framing": usage.CompleteList(sorted(FRAMINGS))}
+        optActions={
+            "framing": usage.CompleteList(sorted(FRAMINGS)),
+            "log-format": usage.CompleteList(LOG_FORMATS),
+        }
     )
 
     def __init__(self) -> None:
@@ -113,7 +139,8 @@ class Options(usage.Options):
             )
         self["settings"] = EchoSettings(
             framing=self["framing"],
-            exitWord=self["exit-word"].encode("utf-8"),
+            # The bytes given on the command line, UTF-8 or not.
+            exitWord=os.fsencode(self["exit-word"]),
             quiet=bool(self["quiet"]),
             maxLineLength=_number("max-line-length", self["max-line-length"], 1),
         )
@@ -130,12 +157,51 @@ class Options(usage.Options):
         self["endpoints"] = []
         for description in self["listen"]:
             try:
-                endpoint = serverFromString(reactor, description)
+                endpoint = proxiedFromString(reactor, description) or serverFromString(
+                    reactor, description
+                )
             except Exception as error:  # noqa: BLE001 - parsers raise anything
                 raise usage.UsageError(
-                    f"cannot use endpoint {description!r}: {error}"
+                    f"cannot use endpoint {description!r}: "
+                    f"{_systemdProblem(description, error) or error}"
                 ) from None
             self["endpoints"].append((description, endpoint))
+        if self["log-format"] not in LOG_FORMATS:
+            raise usage.UsageError(
+                f"--log-format takes one of {', '.join(LOG_FORMATS)}, "
+                f"not {self['log-format']!r}"
+            )
+        if self["metrics"] is not None:
+            self["metricsEndpoint"] = _metricsEndpoint(reactor, self["metrics"])
+
+
+def _systemdProblem(description: str, error: Exception) -> str | None:
+    """
+    Name what is missing when a C{systemd:} endpoint finds no socket: the
+    parser's own error is a bare C{IndexError} or C{KeyError}.
+    """
+    if description.startswith("systemd:") and isinstance(error, (IndexError, KeyError)):
+        which = str(error) if isinstance(error, KeyError) else "0"
+        for argument in description.split(":")[1:]:
+            if argument.startswith("index="):
+                which = argument[len("index=") :]
+        return f"no socket {which} inherited from systemd (LISTEN_FDS, LISTEN_FDNAMES)"
+    return None
+
+
+def _metricsEndpoint(reactor: object, description: str) -> IStreamServerEndpoint:
+    try:
+        import nbecho.metrics  # noqa: F401 - needs the optional prometheus_client
+    except ImportError as error:
+        raise usage.UsageError(
+            f"--metrics needs {error.name}: pip install 'nbecho[metrics]'"
+        ) from None
+    try:
+        return serverFromString(reactor, description)
+    except Exception as error:  # noqa: BLE001 - parsers raise anything
+        raise usage.UsageError(
+            f"cannot use --metrics endpoint {description!r}: {error}"
+        ) from None
 
 
 def makeService(options: Options) -> IService:
@@ -145,7 +211,19 @@ def makeService(options: Options) -> IService:
     """
     factory = EchoFactory(options["settings"])
     service = MultiService()
+    if options["log-format"] == "json":
+        destination = logDestination(getattr(options, "parent", None))
+        service = JSONLoggingService(JSONLinesObserver(destination))
     for description, endpoint in options["endpoints"]:
         ListeningService(description, endpoint, factory).setServiceParent(service)
+    if options["metrics"] is not None:
+        from nbecho.metrics import MetricsService, instrument, metricsSite
+
+        site = metricsSite(instrument(factory))
+        MetricsService(
+            options["metrics"],
+            options["metricsEndpoint"],
+            site,  # type: ignore[arg-type]
+        ).setServiceParent(service)
     addWorkers(service, options)
     return service

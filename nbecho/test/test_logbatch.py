@@ -5,6 +5,8 @@ with the same content as one event per message.
 
 from __future__ import annotations
 
+import io
+import json
 import time
 from typing import cast
 
@@ -22,7 +24,8 @@ from twisted.logger import (
 from twisted.trial.unittest import TestCase
 
 from nbecho._escape import escapeMessage
-from nbecho._logbatch import escapeBodies, info
+from nbecho._jsonlog import JSONLinesObserver
+from nbecho._logbatch import escapeBodies, info, logMessages
 from nbecho.factory import EchoFactory, EchoSettings
 
 _bodies = st.lists(
@@ -146,3 +149,35 @@ class ProtocolBatchTests(TestCase):
         self.protocol.dataReceived(b"a\nb\n")
         self.assertEqual(transport.value(), b"a\nb\n")
         self.assertEqual(self.messageEvents(), [])
+
+
+class JSONLogTests(TestCase):
+    """
+    The JSON log keeps one record per message for a chunk's event.
+    """
+
+    def test_onePerMessage(self) -> None:
+        """
+        A chunk of two lines becomes two C{message} records with the peer,
+        the escaped text, the size and the line the text log shows.
+        """
+        out = io.StringIO()
+        observer = JSONLinesObserver(out)
+        events: list[LogEvent] = []
+        log = Logger(namespace="nbecho", observer=cast(ILogObserver, events.append))
+        logMessages(log, "127.0.0.1:5", [b"one", b"t\x1bwo"])
+        for event in events:
+            observer(event)
+        records = [json.loads(line) for line in out.getvalue().splitlines()]
+        self.assertEqual(
+            [(r["nbecho_event"], r["peer"], r["text"], r["size"]) for r in records],
+            [
+                ("message", "127.0.0.1:5", "one", 3),
+                ("message", "127.0.0.1:5", "t\\x1bwo", 4),
+            ],
+        )
+        self.assertEqual(
+            [r["log_text"] for r in records],
+            ["Read Data 127.0.0.1:5 one", "Read Data 127.0.0.1:5 t\\x1bwo"],
+        )
+        self.assertEqual(records[0]["log_time"], records[1]["log_time"])

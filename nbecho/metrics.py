@@ -1,0 +1,167 @@
+"""
+Prometheus metrics for C{twistd nbecho --metrics ENDPOINT}.
+
+The counters already kept in L{EchoStats} are read only when Prometheus
+scrapes, by a custom collector, so serving metrics adds nothing to the work
+done per message.  The one new measurement, the histogram of message sizes,
+is taken by a protocol subclass used only when metrics are on: without
+C{--metrics} the protocol classes and their fast paths are untouched.
+
+Every factory gets its own L{CollectorRegistry}, so several services in one
+process (or in one test run) never mix their numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import attrs
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.twisted import MetricsResource
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from nbecho._address import formatAddress
+from nbecho._service import ListeningService
+from nbecho.factory import EchoFactory, EchoSettings, EchoStats
+from nbecho.protocol import EchoProtocol
+
+log = Logger(namespace="nbecho")
+
+#: Upper bounds of the message size buckets, in bytes: from keystrokes to
+#: the default --max-line-length.
+SIZE_BUCKETS = (1, 8, 64, 256, 1024, 4096, 16384, 65536, float("inf"))
+
+
+@attrs.frozen(eq=False)
+class StatsCollector:
+    """
+    The totals of one factory, read at scrape time.
+    """
+
+    stats: EchoStats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.stats
+        yield GaugeMetricFamily(
+            "nbecho_connections_open",
+            "Client connections open now.",
+            value=stats.connectionsOpen,
+        )
+        yield CounterMetricFamily(
+            "nbecho_connections",
+            "Client connections accepted since the server started.",
+            value=stats.connectionsTotal,
+        )
+        refusals = CounterMetricFamily(
+            "nbecho_refusals",
+            "Connections refused by a limit, by the limit's option name.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(stats.refused.items()):
+            refusals.add_metric([reason], count)
+        yield refusals
+        yield CounterMetricFamily(
+            "nbecho_messages", "Messages received (and echoed).", value=stats.messages
+        )
+        yield CounterMetricFamily(
+            "nbecho_received_bytes", "Bytes read from clients.", value=stats.bytesIn
+        )
+        yield CounterMetricFamily(
+            "nbecho_sent_bytes", "Bytes echoed to clients.", value=stats.bytesOut
+        )
+
+
+def _measuring(
+    base: type[EchoProtocol], settings: EchoSettings, sizes: Histogram
+) -> type[EchoProtocol]:
+    """
+    A subclass of C{base} that puts the size of every message, terminator
+    removed, in C{sizes}.
+
+    Line framing skips splitting a chunk into lines when C{--quiet} leaves
+    nothing to log; the sizes need that split, so this subclass runs with
+    C{quiet} off and stays quiet itself when C{settings} say so.
+    """
+    quiet = settings.quiet
+    loud = attrs.evolve(settings, quiet=False)
+
+    class Measuring(base):  # type: ignore[valid-type,misc]
+        def connectionMade(self) -> None:
+            super().connectionMade()
+            self.settings = loud
+
+        def messagesRead(self, messages: list[bytes]) -> None:
+            observe = sizes.observe
+            for message in messages:
+                observe(len(message))
+            if quiet:
+                self.counted(len(messages))
+            else:
+                super().messagesRead(messages)
+
+    Measuring.__name__ = Measuring.__qualname__ = "Measuring" + base.__name__
+    return Measuring
+
+
+def instrument(factory: EchoFactory) -> CollectorRegistry:
+    """
+    Measure C{factory}'s connections from now on and return the registry
+    that holds its metrics.
+    """
+    registry = CollectorRegistry()
+    registry.register(StatsCollector(factory.stats))
+    sizes = Histogram(
+        "nbecho_message_size_bytes",
+        "Size of each message received, terminator excluded.",
+        buckets=SIZE_BUCKETS,
+        registry=registry,
+    )
+    factory.protocol = _measuring(  # type: ignore[assignment]
+        factory.protocol,  # type: ignore[arg-type]
+        factory.settings,
+        sizes,
+    )
+    return registry
+
+
+def metricsSite(registry: CollectorRegistry) -> Site:
+    """
+    A web site serving C{registry} at C{/metrics} in Prometheus text format.
+    """
+    root = Resource()
+    root.putChild(b"metrics", MetricsResource(registry))
+    site = _QuietSite(root)
+    site.noisy = False
+    return site
+
+
+class _QuietSite(Site):
+    """
+    A site that keeps no access log: Prometheus scrapes every few seconds,
+    which would drown the echo service's own log lines.
+    """
+
+    def log(self, request: object) -> None:
+        pass
+
+
+class MetricsService(ListeningService):
+    """
+    Serve the metrics site while running, with its own Ready? line.
+    """
+
+    def _listened(self, port: IListeningPort) -> IListeningPort:
+        self.port = port
+        address = formatAddress(port.getHost())
+        log.info(
+            "Ready? nbecho metrics at {url} ({description})",
+            url=f"http://{address}/metrics",
+            address=address,
+            description=self.description,
+            nbecho_event="metrics_ready",
+        )
+        return port

@@ -1,0 +1,78 @@
+"""
+Tests for L{nbecho._jsonlog}: JSON lines, where they go, and how the
+observer reaches twistd.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+
+from twisted.application.service import Application, IService
+from twisted.logger import ILogObserver, Logger
+from twisted.python.logfile import LogFile
+from twisted.trial.unittest import SynchronousTestCase
+
+from nbecho._jsonlog import JSONLinesObserver, JSONLoggingService, logDestination
+from nbecho.tap import Options, makeService
+
+
+class JSONLinesObserverTests(SynchronousTestCase):
+    def test_oneObjectPerLine(self) -> None:
+        """Each event is one line holding one JSON object, its fields and its text."""
+        out = io.StringIO()
+        log = Logger(namespace="nbecho", observer=JSONLinesObserver(out))
+        log.info("Read Data {peer} {text}", peer="[::1]:5", text="a\\x1b", size=2)
+        log.info("second\nline {x}", x=1)
+        lines = out.getvalue().splitlines()
+        self.assertEqual(len(lines), 2)
+        first, second = map(json.loads, lines)
+        self.assertEqual(
+            (first["peer"], first["text"], first["size"]), ("[::1]:5", "a\\x1b", 2)
+        )
+        self.assertEqual(first["log_text"], "Read Data [::1]:5 a\\x1b")
+        self.assertEqual(first["log_level"]["name"], "info")
+        self.assertEqual(second["log_text"], "second\nline 1")
+
+
+class LogDestinationTests(SynchronousTestCase):
+    def test_stdout(self) -> None:
+        """--logfile=-, or --nodaemon without --logfile, is standard output."""
+        self.assertIs(logDestination({"logfile": "-", "nodaemon": False}), sys.stdout)
+        self.assertIs(logDestination({"logfile": None, "nodaemon": True}), sys.stdout)
+        self.assertIs(logDestination(None), sys.stdout)
+
+    def test_logfile(self) -> None:
+        """--logfile names a file that twistd's LogFile rotates."""
+        path = self.mktemp()
+        destination = logDestination({"logfile": path, "nodaemon": True})
+        self.addCleanup(destination.close)
+        self.assertIsInstance(destination, LogFile)
+        self.assertEqual(destination.path, os.path.abspath(path))  # type: ignore[attr-defined]
+
+
+class ServiceTests(SynchronousTestCase):
+    def test_observerOnApplication(self) -> None:
+        """Attached to twistd's application, the service sets its log observer."""
+        application = Application("nbecho")
+        observer = JSONLinesObserver(io.StringIO())
+        JSONLoggingService(observer).setServiceParent(application)
+        self.assertIs(application.getComponent(ILogObserver), observer)
+        self.assertEqual(len(list(IService(application))), 1)  # type: ignore[call-overload]
+
+    def test_textByDefault(self) -> None:
+        """Without --log-format json the application keeps twistd's own logging."""
+        options = Options()
+        options.parseOptions(["--listen", "tcp:0:interface=127.0.0.1"])
+        application = Application("nbecho")
+        makeService(options).setServiceParent(application)
+        self.assertIsNone(application.getComponent(ILogObserver, None))
+
+    def test_jsonOption(self) -> None:
+        """--log-format json makes the service that installs the JSON observer."""
+        options = Options()
+        options.parseOptions(["--log-format", "json", "--listen", "tcp:0"])
+        service = makeService(options)
+        self.assertIsInstance(service, JSONLoggingService)

@@ -1,0 +1,499 @@
+"""
+Tests for L{nbecho.protocol}: framing, echo, C{exit}, limits, half-close,
+backpressure wiring, counters and log lines, over in-memory transports.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv6Address
+from twisted.internet.error import ConnectionLost
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, formatEvent
+from twisted.trial.unittest import SynchronousTestCase
+
+from nbecho import protocol
+from nbecho.factory import EchoSettings
+from nbecho.test._helpers import FakeTime, LogTestCase, connect, disconnect
+
+
+class LineFramingTests(SynchronousTestCase):
+    """
+    Lines are found wherever the chunk boundaries fall.
+    """
+
+    def test_splitAtEveryPoint(self) -> None:
+        """
+        Lines cut into three chunks at any two points come back whole and are
+        counted once each.
+        """
+        data = b"one\ntwo\r\n\nthree\r\n"
+        for first in range(len(data) + 1):
+            for second in range(first, len(data) + 1):
+                proto, transport = connect()
+                for chunk in (data[:first], data[first:second], data[second:]):
+                    proto.dataReceived(chunk)
+                self.assertEqual(transport.value(), data, (first, second))
+                self.assertEqual(proto.messages, 4, (first, second))
+                self.assertFalse(transport.disconnecting)
+
+    def test_partialLineWaits(self) -> None:
+        """
+        A line is echoed only once its LF arrives, then in one write.
+        """
+        proto, transport = connect()
+        proto.dataReceived(b"hel")
+        proto.dataReceived(b"lo")
+        self.assertEqual(transport.writes, [])
+        proto.dataReceived(b" world\nnext")
+        self.assertEqual(transport.writes, [b"hello world\n"])
+        self.assertEqual(proto.messages, 1)
+
+    def test_crlfSplitBetweenChunks(self) -> None:
+        """
+        A CR at the end of one chunk and its LF at the start of the next make
+        one CRLF terminator: the CR is echoed but not part of the message.
+        """
+        proto, transport = connect()
+        proto.dataReceived(b"hello\r")
+        self.assertEqual(transport.value(), b"")
+        proto.dataReceived(b"\nexit\r")
+        self.assertFalse(transport.disconnecting)
+        proto.dataReceived(b"\n")
+        self.assertEqual(transport.value(), b"hello\r\nexit\r\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(proto.messages, 2)
+
+    def test_emptyLines(self) -> None:
+        """
+        Empty lines, LF or CRLF, are messages of their own and are echoed.
+        """
+        proto, transport = connect()
+        proto.dataReceived(b"\n\r\n\n")
+        self.assertEqual(transport.value(), b"\n\r\n\n")
+        self.assertEqual(proto.messages, 3)
+        self.assertFalse(transport.disconnecting)
+
+    def test_thousandsOfLinesOneWrite(self) -> None:
+        """
+        All complete lines of one chunk go back in exactly one write.
+        """
+        data = b"".join(b"line %d\n" % (n,) for n in range(5000))
+        proto, transport = connect()
+        proto.dataReceived(data + b"tail")
+        self.assertEqual(transport.writes, [data])
+        self.assertEqual(proto.messages, 5000)
+
+    def test_halfCloseEchoesPartialLine(self) -> None:
+        """
+        A partial line left when the client stops sending is echoed as the
+        last message, then the connection closes.
+        """
+        proto, transport = connect()
+        proto.dataReceived(b"a\nb")
+        self.assertEqual(transport.value(), b"a\n")
+        proto.readConnectionLost()
+        self.assertEqual(transport.value(), b"a\nb")
+        self.assertEqual(proto.messages, 2)
+        self.assertTrue(transport.disconnecting)
+
+
+class ExitWordTests(SynchronousTestCase):
+    """
+    A line equal to the exit word is echoed, then the connection closes.
+    """
+
+    def test_exitInsideBatch(self) -> None:
+        """
+        Lines before C{exit} and C{exit} itself are echoed; later lines in the
+        same chunk and later chunks are not.
+        """
+        proto, transport = connect()
+        proto.dataReceived(b"one\ntwo\nexit\nthree\nfour")
+        self.assertEqual(transport.value(), b"one\ntwo\nexit\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(proto.messages, 3)
+        proto.dataReceived(b"five\n")
+        proto.readConnectionLost()
+        self.assertEqual(transport.value(), b"one\ntwo\nexit\n")
+
+    def test_exitCRLF(self) -> None:
+        """
+        C{exit} ended by CRLF, as telnet sends it, closes the connection and
+        is echoed with its CR.
+        """
+        proto, transport = connect()
+        proto.dataReceived(b"exit\r\n")
+        self.assertEqual(transport.value(), b"exit\r\n")
+        self.assertTrue(transport.disconnecting)
+
+    def test_notExactlyExit(self) -> None:
+        """
+        Lines that merely contain the exit word are ordinary messages.
+        """
+        data = b"exits\n exit\nexit \nEXIT\nexit\r\r\nxexit\n"
+        proto, transport = connect()
+        proto.dataReceived(data)
+        self.assertEqual(transport.value(), data)
+        self.assertFalse(transport.disconnecting)
+
+    def test_exitWordChanged(self) -> None:
+        """
+        With C{--exit-word quit}, C{exit} is an ordinary line and C{quit}
+        ends the connection.
+        """
+        proto, transport = connect(EchoSettings(exitWord=b"quit"))
+        proto.dataReceived(b"exit\n")
+        self.assertFalse(transport.disconnecting)
+        proto.dataReceived(b"quit\nafter\n")
+        self.assertEqual(transport.value(), b"exit\nquit\n")
+        self.assertTrue(transport.disconnecting)
+
+    def test_exitWordOff(self) -> None:
+        """
+        An empty exit word turns the feature off: neither C{exit} nor an
+        empty line closes the connection.
+        """
+        proto, transport = connect(EchoSettings(exitWord=b""))
+        proto.dataReceived(b"exit\n\n\r\nexit")
+        proto.dataReceived(b"\r\n")
+        self.assertEqual(transport.value(), b"exit\n\n\r\nexit\r\n")
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(proto.messages, 4)
+
+
+class LineLengthTests(SynchronousTestCase):
+    """
+    A line longer than C{maxLineLength} ends the connection with an error
+    line, so that no client makes the server buffer without bound.
+    """
+
+    error = b"error: line too long (limit 8 bytes)\n"
+
+    def test_tooLongCompleteLine(self) -> None:
+        """
+        Lines before the long one are echoed, then the error line, then the
+        connection closes and later lines are dropped, quiet or not.
+        """
+        for quiet in (False, True):
+            proto, transport = connect(EchoSettings(maxLineLength=8, quiet=quiet))
+            proto.dataReceived(b"short\n" + b"x" * 9 + b"\nafter\n")
+            self.assertEqual(transport.value(), b"short\n" + self.error, quiet)
+            self.assertTrue(transport.disconnecting)
+            self.assertEqual(proto.messages, 1)
+            self.assertEqual(proto.closeWhy, "line too long")
+
+    def test_oneByteTooLong(self) -> None:
+        """
+        A line one byte over the limit, alone in its chunk with its LF, is
+        refused whether or not the server is quiet.
+        """
+        for quiet in (False, True):
+            proto, transport = connect(EchoSettings(maxLineLength=8, quiet=quiet))
+            proto.dataReceived(b"123456789\n")
+            self.assertEqual(transport.value(), self.error, quiet)
+            self.assertTrue(transport.disconnecting)
+
+    def test_tooLongAmongManyLines(self) -> None:
+        """
+        A long line deep in a big quiet batch is still caught.
+        """
+        proto, transport = connect(EchoSettings(maxLineLength=8, quiet=True))
+        proto.dataReceived(b"ok\n" * 100 + b"y" * 20 + b"\r\n")
+        self.assertEqual(transport.value(), b"ok\n" * 100 + self.error)
+        self.assertEqual(proto.messages, 100)
+
+    def test_exactlyTheLimit(self) -> None:
+        """
+        A line of exactly C{maxLineLength} bytes is fine, with LF or CRLF.
+        """
+        for quiet in (False, True):
+            proto, transport = connect(EchoSettings(maxLineLength=8, quiet=quiet))
+            proto.dataReceived(b"12345678\n12345678\r\n")
+            self.assertEqual(transport.value(), b"12345678\n12345678\r\n")
+            self.assertFalse(transport.disconnecting)
+
+    def test_tooLongPartialLine(self) -> None:
+        """
+        A partial line that already exceeds the limit is refused without
+        waiting for its LF, and not echoed at half-close.
+        """
+        proto, transport = connect(EchoSettings(maxLineLength=8))
+        proto.dataReceived(b"ok\n12345")
+        proto.dataReceived(b"6789")
+        self.assertEqual(transport.value(), b"ok\n" + self.error)
+        self.assertTrue(transport.disconnecting)
+        proto.readConnectionLost()
+        self.assertEqual(transport.value(), b"ok\n" + self.error)
+
+    def test_limitThenCRThenLF(self) -> None:
+        """
+        A partial line of exactly the limit followed by CR may still end in
+        CRLF: its LF in the next chunk completes a valid line.
+        """
+        proto, transport = connect(EchoSettings(maxLineLength=8))
+        proto.dataReceived(b"12345678\r")
+        self.assertFalse(transport.disconnecting)
+        proto.dataReceived(b"\n")
+        self.assertEqual(transport.value(), b"12345678\r\n")
+        self.assertFalse(transport.disconnecting)
+
+    def test_limitThenCRThenMore(self) -> None:
+        """
+        A CR after a full-length partial line that is not followed by LF
+        makes the line too long.
+        """
+        proto, transport = connect(EchoSettings(maxLineLength=8))
+        proto.dataReceived(b"12345678\r")
+        proto.dataReceived(b"x")
+        self.assertEqual(transport.value(), self.error)
+        self.assertTrue(transport.disconnecting)
+
+
+class RawFramingTests(SynchronousTestCase):
+    """
+    In raw framing each chunk read is one message, echoed as it came.
+    """
+
+    settings = EchoSettings(framing="raw")
+
+    def test_chunkEchoedAsIs(self) -> None:
+        """
+        Each chunk, lines or not, comes back unchanged in a write of its own.
+        """
+        proto, transport = connect(self.settings)
+        chunks = [b"no newline", b"a\nb\r\n", b"\n"]
+        for chunk in chunks:
+            proto.dataReceived(chunk)
+        self.assertEqual(transport.writes, chunks)
+        self.assertEqual(proto.messages, 3)
+
+    def test_binary(self) -> None:
+        """
+        Every byte value comes back, including NUL, CR and LF.
+        """
+        proto, transport = connect(self.settings)
+        data = bytes(range(256)) * 4
+        proto.dataReceived(data)
+        self.assertEqual(transport.value(), data)
+        self.assertFalse(transport.disconnecting)
+
+    def test_exitWord(self) -> None:
+        """
+        A chunk that is the exit word, bare or with LF or CRLF, is echoed,
+        then the connection closes.
+        """
+        for chunk in (b"exit", b"exit\n", b"exit\r\n"):
+            proto, transport = connect(self.settings)
+            proto.dataReceived(chunk)
+            self.assertEqual(transport.value(), chunk)
+            self.assertTrue(transport.disconnecting, chunk)
+            proto.dataReceived(b"late")
+            self.assertEqual(transport.value(), chunk)
+
+    def test_notExitWord(self) -> None:
+        """
+        Chunks that only contain the exit word are ordinary messages.
+        """
+        proto, transport = connect(self.settings)
+        for chunk in (b"exit\n\n", b"exits", b"\nexit", b"a\nexit\n"):
+            proto.dataReceived(chunk)
+        self.assertFalse(transport.disconnecting)
+
+    def test_exitWordOff(self) -> None:
+        """
+        With the exit word off, C{exit} is just echoed.
+        """
+        proto, transport = connect(EchoSettings(framing="raw", exitWord=b""))
+        proto.dataReceived(b"exit\n")
+        proto.dataReceived(b"")
+        self.assertEqual(transport.value(), b"exit\n")
+        self.assertFalse(transport.disconnecting)
+
+    def test_halfClose(self) -> None:
+        """
+        When the client stops sending, the connection closes after what was
+        already echoed.
+        """
+        proto, transport = connect(self.settings)
+        proto.dataReceived(b"abc")
+        proto.readConnectionLost()
+        self.assertEqual(transport.value(), b"abc")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(proto.closeWhy, "client finished sending")
+
+
+class BackpressureTests(SynchronousTestCase):
+    """
+    The transport is its own streaming producer, so a client that stops
+    reading gets its reading paused; closing must undo that first.
+    """
+
+    def test_registeredAtConnect(self) -> None:
+        """
+        After connectionMade the transport is registered as a streaming
+        producer on itself, in both framings.
+        """
+        for framing in ("line", "raw"):
+            _, transport = connect(EchoSettings(framing=framing))
+            self.assertIs(transport.producer, transport)
+            self.assertTrue(transport.streaming)
+
+    def test_closeUnregistersFirst(self) -> None:
+        """
+        Every way of closing unregisters the producer before loseConnection,
+        even while the transport is paused.
+        """
+        ways = [
+            ("line", b"exit\n", False),
+            ("line", b"x" * 70000, False),
+            ("line", b"partial", True),
+            ("raw", b"exit", False),
+            ("raw", b"data", True),
+        ]
+        for framing, data, halfClose in ways:
+            proto, transport = connect(EchoSettings(framing=framing))
+            transport.pauseProducing()
+            proto.dataReceived(data)
+            if halfClose:
+                proto.readConnectionLost()
+            self.assertTrue(transport.disconnecting, (framing, data))
+            self.assertIsNone(transport.producerAtClose, (framing, data))
+            self.assertIsNone(transport.producer)
+
+    def test_closeOnce(self) -> None:
+        """
+        Closing twice (exit, then the write side going away) is harmless and
+        keeps the first reason.
+        """
+        proto, _ = connect()
+        proto.dataReceived(b"exit\n")
+        proto.writeConnectionLost()
+        proto.readConnectionLost()
+        self.assertEqual(proto.closeWhy, "exit word")
+
+
+class CounterTests(SynchronousTestCase):
+    """
+    Per-connection counters, for the close line.
+    """
+
+    def test_perConnection(self) -> None:
+        """
+        Messages, bytes in and bytes out are counted per connection,
+        including the half-close partial line.
+        """
+        proto, _ = connect()
+        proto.dataReceived(b"ab\r\ncd\nef")
+        proto.readConnectionLost()
+        self.assertEqual((proto.messages, proto.bytesIn, proto.bytesOut), (3, 9, 9))
+
+
+class LoggingTests(LogTestCase):
+    """
+    The seed's C{Accept}, C{Read Data} and C{close} lines, safe to print.
+    """
+
+    def test_accept(self) -> None:
+        """
+        Each connection logs C{Accept} with its peer, IPv6 bracketed.
+        """
+        connect()
+        connect(peer=IPv6Address("TCP", "::1", 40001))
+        self.assertEqual(
+            self.logLines(), ["Accept 127.0.0.1:40000", "Accept [::1]:40001"]
+        )
+
+    def test_readDataEscaped(self) -> None:
+        """
+        Each message, the half-close partial line too, is logged with its
+        peer, without its terminator, and with terminal control bytes escaped.
+        """
+        proto, _ = connect()
+        proto.dataReceived(b"hi\r\n\x1b]0;owned\x07\n\xff\xfe\nlast")
+        proto.readConnectionLost()
+        self.assertEqual(
+            self.readData(),
+            [
+                "Read Data 127.0.0.1:40000 hi",
+                "Read Data 127.0.0.1:40000 \\x1b]0;owned\\x07",
+                "Read Data 127.0.0.1:40000 \\xff\\xfe",
+                "Read Data 127.0.0.1:40000 last",
+            ],
+        )
+
+    def test_readDataRaw(self) -> None:
+        """
+        In raw framing each chunk is logged once, escaped.
+        """
+        proto, _ = connect(EchoSettings(framing="raw"))
+        proto.dataReceived(b"\x00bin\x9b")
+        self.assertEqual(self.readData(), ["Read Data 127.0.0.1:40000 \\x00bin\\x9b"])
+
+    def test_quiet(self) -> None:
+        """
+        Quiet mode drops the per-message lines but still counts messages and
+        logs the connection's start and end.
+        """
+        for framing in ("line", "raw"):
+            proto, transport = connect(EchoSettings(framing=framing, quiet=True))
+            proto.dataReceived(b"one\ntwo\n")
+            proto.dataReceived(b"exit\n")
+            self.assertEqual(transport.value(), b"one\ntwo\nexit\n")
+            self.assertTrue(transport.disconnecting)
+            self.assertEqual(proto.messages, 3 if framing == "line" else 2)
+            disconnect(proto)
+        self.assertEqual(self.readData(), [])
+        self.assertEqual(
+            [line.split(" ")[0] for line in self.logLines()],
+            ["Accept", "close", "Accept", "close"],
+        )
+
+    def test_closeLine(self) -> None:
+        """
+        The close line names the peer, why it closed, the message count, the
+        bytes received and sent, and how long the connection lasted.
+        """
+        clock = Clock()
+        clock.advance(100)
+        self.patch(protocol, "time", FakeTime(clock))
+        proto, _ = connect()
+        proto.dataReceived(b"hello\nworld\nexit\n")
+        clock.advance(1.5)
+        disconnect(proto)
+        self.assertEqual(
+            self.logLines()[-1],
+            "close 127.0.0.1:40000 (exit word): "
+            "3 messages, 17 bytes in, 17 bytes out, 1.500s",
+        )
+
+    def test_closeReasons(self) -> None:
+        """
+        Without a reason of its own, the close line says whether the client
+        closed cleanly or how the connection was lost.
+        """
+        proto, _ = connect()
+        disconnect(proto)
+        proto, _ = connect(EchoSettings(maxLineLength=3))
+        proto.dataReceived(b"long")
+        disconnect(proto)
+        proto, _ = connect()
+        proto.dataReceived(b"a\n")
+        disconnect(proto, ConnectionLost("reset by peer"))
+        closes = [line for line in self.logLines() if line.startswith("close ")]
+        self.assertEqual(len(closes), 3)
+        self.assertIn("(client closed): 0 messages, 0 bytes in, 0 bytes out", closes[0])
+        self.assertIn("(line too long): 0 messages, 4 bytes in, 0 bytes out", closes[1])
+        self.assertIn("reset by peer", closes[2])
+        self.assertIn("1 messages, 2 bytes in, 2 bytes out", closes[2])
+
+    def test_lineTooLongWarning(self) -> None:
+        """
+        A refused line is logged as a warning with its length and the limit.
+        """
+        proto, _ = connect(EchoSettings(maxLineLength=4))
+        proto.dataReceived(b"123456\n")
+        warnings = [e for e in self.events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(
+            [formatEvent(e) for e in warnings],
+            ["Line too long from 127.0.0.1:40000: 6 bytes, limit 4"],
+        )
