@@ -19,6 +19,7 @@ parent dies (its standard input closes) stops by itself.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -113,12 +114,13 @@ class _WorkerProtocol(protocol.ProcessProtocol):
             except ValueError:
                 continue
             event["worker"] = self.number
-            level = event.get("log_level")
-            event["log_system"] = "{}#{} worker {}".format(
-                event.get("log_namespace", "-"),
-                getattr(level, "name", "-"),
-                self.number,
-            )
+            system = event.get("log_system")
+            if system is None:
+                level = event.get("log_level")
+                system = "{}#{}".format(
+                    event.get("log_namespace", "-"), getattr(level, "name", "-")
+                )
+            event["log_system"] = f"{system} worker {self.number}"
             globalLogPublisher(event)
 
     def processEnded(self, reason: Failure) -> None:
@@ -163,6 +165,7 @@ class WorkerPool(Service):
 
         reactor: Any = _reactor
         sockets = self._sockets()
+        descriptions = [listener.description for listener in self.listeners]
         childFDs: dict[int, Any] = {0: "w", 1: 1, 2: 2, _LOG_FD: "r"}
         families = []
         for index, (fd, family) in enumerate(sockets):
@@ -171,7 +174,7 @@ class WorkerPool(Service):
         for number in range(2, self.count + 1):
             worker = _WorkerProtocol(number)
             args = [sys.executable, "-m", "nbecho._workers", str(number)]
-            args += [",".join(families), "--", *self.argv]
+            args += [",".join(families), json.dumps(descriptions), "--", *self.argv]
             transport = reactor.spawnProcess(
                 worker,
                 sys.executable,
@@ -243,7 +246,20 @@ class _ParentWatch(protocol.Protocol):
             reactor.stop()
 
 
-def runWorker(number: int, families: Sequence[int], argv: Sequence[str]) -> None:
+def _standIn(arg: str) -> str:
+    if arg.startswith("systemd:"):
+        return "tcp:0"
+    if arg.startswith("--listen=systemd:"):
+        return "--listen=tcp:0"
+    return arg
+
+
+def runWorker(
+    number: int,
+    families: Sequence[int],
+    descriptions: Sequence[str],
+    argv: Sequence[str],
+) -> None:
     """
     Serve the inherited sockets with the service C{twistd nbecho ARGV}
     would build, logging to the pipe twistd's process reads.
@@ -262,19 +278,16 @@ def runWorker(number: int, families: Sequence[int], argv: Sequence[str]) -> None
 
     from nbecho import tap
 
-    if "LISTEN_FDS" in os.environ:
-        # systemd: endpoints are parsed again here (then replaced by the
-        # inherited sockets below); the parser wants the variables for us.
-        os.environ["LISTEN_PID"] = str(os.getpid())
     options = tap.Options()
-    options.parseOptions(argv)
+    # Endpoints are parsed again only to be replaced by the inherited sockets;
+    # a systemd: one cannot be (Twisted took systemd's variables away from
+    # the environment when twistd parsed it), so parse a stand-in for it.
+    options.parseOptions([_standIn(arg) for arg in argv])
     # One metrics listener, twistd's process's: workers would collide on it.
     options["metrics"] = None
     options["endpoints"] = [
         (description, AdoptedStreamServerEndpoint(reactor, _LOG_FD + 1 + i, family))
-        for i, ((description, _), family) in enumerate(
-            zip(options["endpoints"], families)
-        )
+        for i, (description, family) in enumerate(zip(descriptions, families))
     ]
     service = tap.makeService(options)
     standardIO(_ParentWatch(), stdin=0, stdout=os.open(os.devnull, os.O_WRONLY))
@@ -287,8 +300,9 @@ def runWorker(number: int, families: Sequence[int], argv: Sequence[str]) -> None
 def main() -> None:
     number = int(sys.argv[1])
     families = [int(f) for f in sys.argv[2].split(",") if f]
+    descriptions = json.loads(sys.argv[3])
     argv = sys.argv[sys.argv.index("--") + 1 :]
-    runWorker(number, [socket.AddressFamily(f) for f in families], argv)
+    runWorker(number, [socket.AddressFamily(f) for f in families], descriptions, argv)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from typing import NamedTuple
 
 import pytest
 
+from tests._deploy import freePort, tool
+
 
 class Workers(NamedTuple):
     """
@@ -102,17 +104,13 @@ def _echo(port: int, line: bytes) -> bytes:
             received += data
 
 
-def test_everyWorkerServes(
-    workers: Workers,
-) -> None:
+def _servedBy(log: Path, port: int, expected: int) -> set[str]:
     """
-    Connections to the one port are served by twistd's process and by each
-    worker, every client gets its own line back, and the workers' log lines
-    reach twistd's log file tagged with their number.
+    Connect clients (held open, so that a process busy with them leaves the
+    next accept to another) until C{expected} processes logged an Accept, at
+    most 300; each gets its own line back.  The processes that served.
     """
-    log, port = workers.log, workers.port
     served: set[str] = set()
-    # Hold connections open so that busy processes leave accepts to others.
     held = []
     try:
         for i in range(300):
@@ -123,13 +121,77 @@ def test_everyWorkerServes(
             assert sock.recv(100) == line
             text = log.read_text("utf-8", "replace")
             served = set(re.findall(r"\[nbecho#info( worker \d)?\] Accept", text))
-            if len(served) == 3:
+            if len(served) == expected:
                 break
     finally:
         for sock in held:
             sock.close()
-    assert served == {"", " worker 2", " worker 3"}
-    assert _echo(port, b"last\n") == b"last\n"
+    return served
+
+
+def test_everyWorkerServes(workers: Workers) -> None:
+    """
+    Connections to the one port are served by twistd's process and by each
+    worker, every client gets its own line back, and the workers' log lines
+    reach twistd's log file tagged with their number.
+    """
+    assert _servedBy(workers.log, workers.port, 3) == {"", " worker 2", " worker 3"}
+    assert _echo(workers.port, b"last\n") == b"last\n"
+
+
+def test_systemdSocket(tmp_path: Path) -> None:
+    """
+    Under systemd socket activation (systemd-socket-activate, as
+    contrib/nbecho.socket would), the socket systemd passes is served by
+    twistd's process and by the worker, and SIGTERM stops both.
+    """
+    port = freePort()
+    log = tmp_path / "nbecho.log"
+    activator = subprocess.Popen(
+        [
+            tool("systemd-socket-activate"),
+            "--fdname=nbecho",
+            "--listen",
+            f"127.0.0.1:{port}",
+            *TWISTD,
+            "-n",
+            "--pidfile=",
+            f"--logfile={log}",
+            "nbecho",
+            "--listen",
+            "systemd:domain=INET:index=0",
+            "--workers",
+            "2",
+        ],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                # The first client makes systemd-socket-activate start twistd.
+                assert _echo(port, b"first\n") == b"first\n"
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.05)
+        pids = [int(p) for p in _waitFor(log, r"worker \d started, pid (\d+)")]
+        _waitFor(log, r"worker 2\] Ready\?")
+        assert _servedBy(log, port, 2) == {"", " worker 2"}
+        activator.send_signal(signal.SIGTERM)
+        activator.wait(60)
+        ended = _waitFor(log, r"worker \d \(pid \d+\) ended: (.*)")
+        assert ended == ["exit status 0"]
+    finally:
+        if activator.poll() is None:
+            activator.kill()
+            activator.wait()
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_sigtermStopsAll(
