@@ -30,18 +30,34 @@ class EchoSettings:
     @ivar maxLineLength: the longest line, terminator excluded, that line
         framing accepts; longer ones end the connection so that a client
         cannot make the server buffer without bound.
+    @ivar idleTimeout: seconds without input after which a connection is
+        closed; 0 turns that off.
+    @ivar maxConnections: open connections beyond this are refused; 0 means
+        no limit.
+    @ivar maxPerPeer: open connections from one client IP beyond this are
+        refused; 0 means no limit.
+    @ivar shutdownGrace: seconds a stopping server waits for open
+        connections to receive their echoes before it cuts them.
     """
 
     framing: str = "line"
     exitWord: bytes = b"exit"
     quiet: bool = False
     maxLineLength: int = 65536
+    idleTimeout: float = 300.0
+    maxConnections: int = 10000
+    maxPerPeer: int = 0
+    shutdownGrace: float = 5.0
 
     def __attrs_post_init__(self) -> None:
         if self.framing not in FRAMINGS:
             raise ValueError(f"unknown framing {self.framing!r}")
         if self.maxLineLength < 1:
             raise ValueError("maxLineLength must be at least 1")
+        if min(self.idleTimeout, self.maxConnections, self.maxPerPeer) < 0:
+            raise ValueError("limits cannot be negative")
+        if self.shutdownGrace < 0:
+            raise ValueError("shutdownGrace cannot be negative")
 
 
 @attrs.define

@@ -140,12 +140,19 @@ class EchoProtocol(Protocol):
         self.transport.unregisterProducer()
         self.transport.loseConnection()
 
+    def finish(self, why: str) -> None:
+        """
+        Echo whatever was read but not yet sent back, then close: the end of
+        input, and a server shutting down, both lose nothing accepted.
+        """
+        self.close(why)
+
     def readConnectionLost(self) -> None:
         """
         The client shut its sending side: nothing more will arrive, so close
         once every echo has been sent.
         """
-        self.close("client finished sending")
+        self.finish("client finished sending")
 
     def writeConnectionLost(self) -> None:
         self.close("write side closed")
@@ -258,16 +265,17 @@ class LineEchoProtocol(EchoProtocol):
         self.transport.write(b"error: line too long (limit %d bytes)\n" % (limit,))
         self.close("line too long")
 
-    def readConnectionLost(self) -> None:
+    def finish(self, why: str) -> None:
         """
-        A partial line left when the client stops sending is its last
-        message: echo it before closing, so nothing the client sent is lost.
+        A partial line left when the client stops sending (or the server
+        stops) is its last message: echo it before closing, so nothing the
+        client sent is lost.
         """
         if self._buffer and not self.closing:
             rest, self._buffer = self._buffer, b""
             self.messagesRead([_withoutTerminator(rest)])
             self.echo(rest)
-        super().readConnectionLost()
+        super().finish(why)
 
 
 def _withoutTerminator(message: bytes) -> bytes:

@@ -21,9 +21,11 @@ from nbecho._jsonlog import (
 )
 from nbecho._proxy import proxiedFromString
 from nbecho._service import ListeningService
+from nbecho._shutdown import ServerService
 from nbecho._textlog import useFastTextLog
 from nbecho._workers import addWorkers, checkWorkers, shareLimits
 from nbecho.factory import FRAMINGS, EchoFactory, EchoSettings
+from nbecho.limits import LimitingFactory
 
 DEFAULT_PORT = 9999
 
@@ -37,6 +39,47 @@ def _number(option: str, text: str, low: int, high: int | None = None) -> int:
         span = f"from {low} to {high}" if high is not None else f"of at least {low}"
         raise usage.UsageError(f"--{option} takes a number {span}, not {text!r}")
     return value
+
+
+def _seconds(option: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise usage.UsageError(f"--{option} takes a number of seconds, not {text!r}")
+    return value
+
+
+#: Options of issue 3 (limits), kept together to merge easily.
+_LIMIT_PARAMETERS = [
+    [
+        "idle-timeout",
+        None,
+        "300",
+        "Close a connection that sent nothing for this many seconds; 0: never.",
+    ],
+    [
+        "max-connections",
+        None,
+        "10000",
+        "Refuse connections beyond this many open ones; 0: no limit.",
+    ],
+    [
+        "max-per-peer",
+        None,
+        "0",
+        "Refuse connections beyond this many open ones from one client IP; "
+        "0: no limit.",
+    ],
+    [
+        "shutdown-grace",
+        None,
+        "5",
+        "On SIGTERM/SIGINT, seconds open connections get to receive their "
+        "echoes before they are cut.",
+    ],
+]
 
 
 class Options(usage.Options):
@@ -94,6 +137,7 @@ class Options(usage.Options):
             "text, or json: one JSON object per line, to twistd's --logfile "
             "or stdout (twistd's own --logger takes precedence).",
         ],
+        *_LIMIT_PARAMETERS,
         [
             "workers",
             None,
@@ -143,6 +187,10 @@ class Options(usage.Options):
             exitWord=os.fsencode(self["exit-word"]),
             quiet=bool(self["quiet"]),
             maxLineLength=_number("max-line-length", self["max-line-length"], 1),
+            idleTimeout=_seconds("idle-timeout", self["idle-timeout"]),
+            maxConnections=_number("max-connections", self["max-connections"], 0),
+            maxPerPeer=_number("max-per-peer", self["max-per-peer"], 0),
+            shutdownGrace=_seconds("shutdown-grace", self["shutdown-grace"]),
         )
         useFastTextLog(self)
         self["workers"] = checkWorkers(self["workers"], self["listen"])
@@ -209,21 +257,27 @@ def makeService(options: Options) -> IService:
     One listening service per endpoint, all sharing one factory so that the
     totals cover every listener.
     """
-    factory = EchoFactory(options["settings"])
-    service = MultiService()
+    settings = options["settings"]
+    echoFactory = EchoFactory(settings)
+    factory = LimitingFactory(echoFactory)
+    server = ServerService(factory, settings.shutdownGrace)
+    server.handleSignals = True
+    service: MultiService = server
     if options["log-format"] == "json":
         destination = logDestination(getattr(options, "parent", None))
         service = JSONLoggingService(JSONLinesObserver(destination))
+        server.setServiceParent(service)
     for description, endpoint in options["endpoints"]:
-        ListeningService(description, endpoint, factory).setServiceParent(service)
+        listener = ListeningService(description, endpoint, factory)  # type: ignore[arg-type]
+        listener.setServiceParent(server)
     if options["metrics"] is not None:
         from nbecho.metrics import MetricsService, instrument, metricsSite
 
-        site = metricsSite(instrument(factory))
+        site = metricsSite(instrument(echoFactory))
         MetricsService(
             options["metrics"],
             options["metricsEndpoint"],
             site,  # type: ignore[arg-type]
-        ).setServiceParent(service)
-    addWorkers(service, options)
+        ).setServiceParent(server)
+    addWorkers(server, options)
     return service

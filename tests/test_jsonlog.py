@@ -39,8 +39,19 @@ def test_json_log_file(tmp_path: Path) -> None:
     assert all("log_text" in event and "log_time" in event for event in events)
     ours = [event for event in events if "nbecho_event" in event]
     kinds = [event["nbecho_event"] for event in ours]
-    assert kinds == ["ready", "accept", "message", "message", "message", "close"]
-    ready, accept, plain, red, exitWord, close = ours
+    assert kinds == [
+        "ready",
+        "accept",
+        "message",
+        "message",
+        "message",
+        "close",
+        "shutdown",
+        "stopped",
+    ]
+    ready, accept, plain, red, exitWord, close, shutdown, stopped = ours
+    assert shutdown["signal"] == "SIGTERM"
+    assert (stopped["connections"], stopped["messages"]) == (1, 3)
     assert ready["address"] == address
     assert ready["description"] == "tcp:0:interface=127.0.0.1"
     peer = accept["peer"]

@@ -22,7 +22,8 @@ class EchoSettingsTests(SynchronousTestCase):
     def test_defaults(self) -> None:
         """
         By default messages are lines, C{exit} ends a connection, every message
-        is logged and lines may be 64 KiB long.
+        is logged, lines may be 64 KiB long, silence ends a connection after
+        five minutes, 10,000 connections fit, and a stop waits five seconds.
         """
         self.assertEqual(
             attrs.asdict(EchoSettings()),
@@ -31,6 +32,10 @@ class EchoSettingsTests(SynchronousTestCase):
                 "exitWord": b"exit",
                 "quiet": False,
                 "maxLineLength": 65536,
+                "idleTimeout": 300.0,
+                "maxConnections": 10000,
+                "maxPerPeer": 0,
+                "shutdownGrace": 5.0,
             },
         )
 

@@ -1,0 +1,161 @@
+"""
+The whole server as one service: file limit at start, and a graceful stop.
+
+twistd stops the application from a "before shutdown" trigger and waits
+for the L{Deferred} that C{stopService} returns, so the drain below delays
+the exit until every open connection has received its echoes (or the grace
+period is over).
+"""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+from typing import Any, Optional
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IReactorCore, IReactorTime
+from twisted.logger import Logger
+
+from nbecho._rlimit import raiseFileLimit
+from nbecho.limits import LimitingFactory
+
+log = Logger(namespace="nbecho")
+
+SHUTDOWN = "server shutting down"
+
+
+class ServerService(MultiService):
+    """
+    The listening services of one server, sharing one L{LimitingFactory}.
+
+    Stopping it stops accepting at once, asks every open connection to send
+    back what it has read (a partial line too) and close, waits for them up
+    to C{grace} seconds, cuts the rest, then logs the totals.
+
+    @ivar handleSignals: make SIGTERM and SIGINT stop the server with exit
+        status 0 (twistd would otherwise re-raise the signal at exit, and a
+        supervisor reads that as a crash).
+    """
+
+    handleSignals = False
+
+    def __init__(
+        self,
+        factory: LimitingFactory,
+        grace: float,
+        clock: Optional[IReactorTime] = None,
+    ) -> None:
+        super().__init__()
+        self.factory = factory
+        self.grace = grace
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = reactor
+        assert clock is not None
+        self.clock = clock
+        self._signalled = False
+
+    def privilegedStartService(self) -> None:
+        raiseFileLimit(self.factory.maxConnections)
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        super().startService()
+        if self.handleSignals:
+            reactor: Any = self.clock
+            reactor.callWhenRunning(self._installSignalHandlers)
+
+    def _installSignalHandlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._onSignal)
+        signal.signal(signal.SIGINT, self._onSignal)
+
+    def _onSignal(self, number: int, frame: Optional[FrameType]) -> None:
+        # Only thread-safe work in a signal handler: hand over to the reactor.
+        reactor: Any = self.clock
+        reactor.callFromThread(self._stopFromSignal, number)
+
+    def _stopFromSignal(self, number: int) -> None:
+        name = signal.Signals(number).name
+        if self._signalled:
+            # An impatient operator (Ctrl-C twice): stop waiting.
+            log.info(
+                "Received {signal} again: cutting open connections now",
+                signal=name,
+                nbecho_event="shutdown",
+            )
+            self._cut("cut by a second signal")
+            return
+        self._signalled = True
+        log.info(
+            "Received {signal}, shutting down. Open connections have {grace:g}s "
+            "to receive their echoes.",
+            signal=name,
+            grace=self.grace,
+            nbecho_event="shutdown",
+        )
+        reactor: IReactorCore = self.clock  # type: ignore[assignment]
+        reactor.stop()
+
+    def stopService(self) -> Deferred[None]:
+        listeners = super().stopService()
+        drained = self.drain()
+        d: Deferred[Any] = gatherResults([listeners, drained])
+        return d.addCallback(lambda _: self._logTotals())
+
+    def drain(self) -> Deferred[None]:
+        """
+        Let open connections finish, then cut whatever is left after
+        C{grace} seconds.
+        """
+        factory = self.factory
+        for protocol in list(factory.protocols):
+            protocol.finish(SHUTDOWN)
+        empty = factory.whenEmpty()
+        if not factory.protocols:
+            return empty
+        cut = self.clock.callLater(self.grace, self._graceOver)
+        empty.addBoth(_cancelling(cut))
+        return empty
+
+    def _graceOver(self) -> None:
+        log.warn(
+            "Shutdown grace of {grace:g}s is over: cutting {count} connections",
+            grace=self.grace,
+            count=len(self.factory.protocols),
+            nbecho_event="shutdown_cut",
+        )
+        self._cut("cut after the shutdown grace")
+
+    def _cut(self, why: str) -> None:
+        for protocol in list(self.factory.protocols):
+            protocol.abortConnection(why)
+
+    def _logTotals(self) -> None:
+        stats = self.factory.wrappedFactory.stats
+        refused = stats.refused
+        log.info(
+            "nbecho stopped: {connections} connections, {messages} messages, "
+            "{bytesIn} bytes in, {bytesOut} bytes out, {refusals} refused{detail}",
+            connections=stats.connectionsTotal,
+            messages=stats.messages,
+            bytesIn=stats.bytesIn,
+            bytesOut=stats.bytesOut,
+            refusals=sum(refused.values()),
+            refused=dict(refused),
+            detail="".join(
+                f", {count} by --{name}" for name, count in sorted(refused.items())
+            ),
+            nbecho_event="stopped",
+        )
+
+
+def _cancelling(call: Any) -> Any:
+    def cancel(result: object) -> object:
+        if call.active():
+            call.cancel()
+        return result
+
+    return cancel

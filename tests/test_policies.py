@@ -1,0 +1,272 @@
+"""
+The operator's limits against a real server: connection counts, idle
+timeout, graceful shutdown, and the open file limit.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests._stress import (
+    PATIENCE,
+    bystanders,
+    echoLine,
+    peerOf,
+    recvAll,
+    recvExactly,
+    running,
+)
+
+pytestmark = pytest.mark.stress
+
+REFUSAL = b"error: too many connections\n"
+
+
+def _echoes(sock: socket.socket, line: bytes) -> None:
+    sock.sendall(line + b"\n")
+    assert recvExactly(sock, len(line) + 1) == line + b"\n"
+
+
+def test_connectionLimits(tmp_path: Path) -> None:
+    """
+    Connections over --max-per-peer or --max-connections read one error
+    line and are closed; each refusal is logged with its peer and counted,
+    and a freed slot is usable again.
+    """
+    with running(tmp_path, "--max-connections", "3", "--max-per-peer", "2") as server:
+        first = server.connect()
+        second = server.connect()
+        _echoes(first, b"one")
+        _echoes(second, b"two")
+        with server.connect() as third:
+            assert recvAll(third) == REFUSAL
+            server.waitForLog(
+                rb"Refused "
+                + peerOf(third)
+                + rb": too many connections \(--max-per-peer 2\)"
+            )
+        # Another client IP still gets in, up to the total.
+        other = server.connect("127.0.0.2")
+        _echoes(other, b"other peer")
+        with server.connect("127.0.0.3") as fourth:
+            assert recvAll(fourth) == REFUSAL
+            server.waitForLog(
+                rb"Refused "
+                + peerOf(fourth)
+                + rb": too many connections \(--max-connections 3\)"
+            )
+        # Those admitted were not disturbed; a freed slot is reused.
+        _echoes(first, b"still one")
+        peer = peerOf(first)
+        first.close()
+        server.waitForLog(rb"close " + peer + rb" ")
+        with server.connect() as again:
+            _echoes(again, b"again")
+        for sock in (second, other):
+            sock.close()
+        assert server.stop() == 0
+    assert re.search(
+        rb"nbecho stopped: 4 connections, \d+ messages, \d+ bytes in, \d+ bytes "
+        rb"out, 2 refused, 1 by --max-connections, 1 by --max-per-peer",
+        server.logText(),
+    ), server.logText()[-1000:]
+    assert server.logText().count(b"Refused ") == 2
+
+
+def test_idleTimeout(tmp_path: Path) -> None:
+    """
+    A connection silent for --idle-timeout seconds is closed and logged,
+    while a talking one stays.
+    """
+    with running(tmp_path, "--idle-timeout", "1") as server:
+        with bystanders(server, 1):
+            with server.connect() as idle:
+                peer = peerOf(idle)
+                _echoes(idle, b"then silence")
+                assert recvAll(idle) == b""
+            server.waitForLog(rb"Idle timeout " + peer + rb": nothing received for 1s")
+            server.waitForLog(rb"close " + peer + rb" \(idle timeout\)")
+        server.assertHealthy()
+
+
+class _Pipeliner:
+    """
+    A client sending numbered lines as fast as it can while reading the
+    echoes in another thread, until the server closes.
+    """
+
+    def __init__(self, server_port: int, number: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", server_port), PATIENCE)
+        self.number = number
+        self.received = bytearray()
+        self.started = threading.Event()
+        self.reader = threading.Thread(target=self.read, daemon=True)
+        self.writer = threading.Thread(target=self.write, daemon=True)
+
+    def stream(self, count: int, first: int = 0) -> bytes:
+        return b"".join(
+            b"client %d line %d\n" % (self.number, i) for i in range(first, count)
+        )
+
+    def write(self) -> None:
+        try:
+            for batch in range(100_000):
+                self.sock.sendall(self.stream((batch + 1) * 100, batch * 100))
+                self.started.set()
+        except OSError:
+            pass
+
+    def read(self) -> None:
+        while True:
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.received += chunk
+        # Let the server finish its lingering close.
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def test_gracefulShutdown(tmp_path: Path) -> None:
+    """
+    On SIGTERM, clients in the middle of pipelined traffic receive every
+    byte the server read from them, partial line included; the server logs
+    its totals and exits 0.
+    """
+    with running(tmp_path, "--quiet") as server:
+        clients = [_Pipeliner(server.port, number) for number in range(6)]
+        for client in clients:
+            client.reader.start()
+            client.writer.start()
+        # And one whose last line is surely unfinished when the signal comes.
+        partial = server.connect()
+        # One send, so one read: the echo of the whole line shows that the
+        # server also holds the partial one.
+        partial.sendall(b"complete\npartial")
+        assert recvExactly(partial, 9) == b"complete\n"
+        for client in clients:
+            assert client.started.wait(PATIENCE)
+        time.sleep(0.5)
+        assert server.stop() == 0
+        assert recvAll(partial) == b"partial"  # after b"complete\n"
+        partial.close()
+        log = server.logText()
+        for client in clients:
+            client.reader.join(PATIENCE)
+            client.writer.join(PATIENCE)
+            peer = peerOf(client.sock)
+            client.sock.close()
+            found = re.search(
+                rb"close "
+                + re.escape(peer)
+                + rb" \(server shutting down\): \d+ messages, (\d+) bytes in, "
+                rb"(\d+) bytes out",
+                log,
+            )
+            assert found, log[-2000:]
+            bytesIn, bytesOut = int(found.group(1)), int(found.group(2))
+            received = bytes(client.received)
+            assert bytesIn > 0
+            assert bytesIn == bytesOut == len(received)
+            assert received == client.stream(len(received) // 10 + 100)[: len(received)]
+    assert re.search(
+        rb"nbecho stopped: 7 connections, \d+ messages, \d+ bytes in, "
+        rb"\d+ bytes out, 0 refused",
+        log,
+    )
+    assert b"Traceback" not in log
+
+
+def test_shutdownGraceCutsNonReaders(tmp_path: Path) -> None:
+    """
+    A client that never reads cannot hold a stopping server beyond
+    --shutdown-grace: it is cut, and the server still exits 0.
+    """
+    with running(tmp_path, "--quiet", "--shutdown-grace", "1") as server:
+        stuck = server.connect()
+        stuck.settimeout(2)
+        try:
+            for _ in range(1 << 14):
+                stuck.sendall(b"y" * 65535 + b"\n")
+        except socket.timeout:
+            pass
+        echoLine(server, b"others still served")
+        assert server.stop() == 0
+        stuck.close()
+    log = server.logText()
+    assert b"Shutdown grace of 1s is over: cutting 1 connections" in log
+    assert re.search(
+        rb"close 127\.0\.0\.1:\d+ \(server shutting down, then cut after the "
+        rb"shutdown grace\)",
+        log,
+    )
+    assert b"nbecho stopped: 2 connections" in log
+
+
+def test_fileLimitRaisedAndWarned(tmp_path: Path) -> None:
+    """
+    The server raises its soft open file limit for --max-connections, and
+    warns when the hard limit leaves too little room.
+    """
+    (tmp_path / "raise").mkdir()
+    (tmp_path / "warn").mkdir()
+    with running(
+        tmp_path / "raise", "--max-connections", "200", fileLimit=(128, 1024)
+    ) as server:
+        server.waitForLog(rb"Raised the open file limit from 128 to 264")
+        server.assertHealthy()
+    with running(
+        tmp_path / "warn", "--max-connections", "1000", fileLimit=(128, 512)
+    ) as server:
+        server.waitForLog(rb"Raised the open file limit from 128 to 512")
+        server.waitForLog(
+            rb"The open file limit 512 \(hard limit 512\) is below "
+            rb"--max-connections 1000: accepting will fail at about 448 "
+            rb"connections"
+        )
+        server.assertHealthy()
+
+
+def test_outOfFileDescriptors(tmp_path: Path) -> None:
+    """
+    Past the open file limit, new connections are closed at once with a log
+    line, and the connections already open keep echoing.
+    """
+    with running(tmp_path, "--max-connections", "0", fileLimit=(64, 64)) as server:
+        socks = []
+        held = 0
+        try:
+            for _ in range(80):
+                socks.append(server.connect())
+            server.waitForLog(rb"EMFILE recovery: Closed socket from")
+            _echoes(socks[0], b"first still served")
+            held = sum(1 for sock in socks if _stillOpen(sock))
+            assert 0 < held < 80
+        finally:
+            for sock in socks:
+                sock.close()
+        # Once the held ones are closed, there is room again.
+        server.waitForCount(b"] close ", held)
+        server.assertHealthy()
+
+
+def _stillOpen(sock: socket.socket) -> bool:
+    """
+    Whether the server kept this connection: it echoes.
+    """
+    try:
+        sock.sendall(b"?\n")
+        return recvExactly(sock, 2) == b"?\n"
+    except OSError:
+        return False
