@@ -26,7 +26,6 @@ import os
 import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,9 +37,7 @@ from typing import IO, Any
 import attrs
 
 from nbecho._benchproc import cpuSeconds, processTree
-
-#: Ping-pong keeps one message in flight per connection; pipelined, --depth.
-MODES = ("pingpong", "pipelined")
+from nbecho._benchreport import MODES, formatTable, summarize, writeChart
 
 _TWISTD = (
     "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
@@ -307,106 +304,6 @@ def _percentile(values: list[float], pct: float) -> float:
         return float("nan")
     index = min(len(values) - 1, int(len(values) * pct / 100))
     return values[index]
-
-
-def summarize(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """
-    Medians over rounds per server, ratios taken within each round.
-    """
-    names = list(rounds[0])
-    summary: dict[str, dict[str, Any]] = {}
-    for name in names:
-        rows = [r[name] for r in rounds if name in r]
-        ratios = [
-            r[name]["serverCpuUsPerMessage"] / r["wire"]["serverCpuUsPerMessage"]
-            for r in rounds
-            if name in r and "wire" in r and r["wire"]["serverCpuUsPerMessage"] > 0
-        ]
-        summary[name] = {
-            "messagesPerSecond": statistics.median(
-                r["messagesPerSecond"] for r in rows
-            ),
-            "serverCpuUsPerMessage": statistics.median(
-                r["serverCpuUsPerMessage"] for r in rows
-            ),
-            "ratioToWire": statistics.median(ratios) if ratios else None,
-            "serverCores": statistics.median(r["serverCores"] for r in rows),
-            "loaderCpuUsPerMessage": statistics.median(
-                r["loaderCpuUsPerMessage"] for r in rows
-            ),
-            "loaderCores": statistics.median(r["loaderCores"] for r in rows),
-            "latencyUs": {
-                key: statistics.median(r["latencyUs"][key] for r in rows)
-                for key in ("p50", "p99", "p99.9")
-            },
-            "messagesChecked": sum(r["messagesChecked"] for r in rows),
-            "bytesChecked": sum(r["bytesChecked"] for r in rows),
-        }
-    return summary
-
-
-def formatTable(summary: dict[str, dict[str, Any]]) -> str:
-    """
-    One mode's summary as a plain-text table.
-    """
-    head = (
-        f"{'server':26} {'msg/s':>9} {'µs/msg':>8} {'ratio':>6} "
-        f"{'p50 µs':>8} {'p99 µs':>8} {'p99.9 µs':>9} "
-        f"{'srv cpu':>7} {'load µs/msg':>11} {'load cpu':>8}"
-    )
-    lines = [head, "-" * len(head)]
-    for name, row in summary.items():
-        ratio = row["ratioToWire"]
-        lat = row["latencyUs"]
-        lines.append(
-            f"{name:26} {row['messagesPerSecond']:9.0f} "
-            f"{row['serverCpuUsPerMessage']:8.2f} "
-            f"{(f'{ratio:.2f}' if ratio is not None else '-'):>6} "
-            f"{lat['p50']:8.0f} {lat['p99']:8.0f} {lat['p99.9']:9.0f} "
-            f"{row['serverCores']:7.0%} "
-            f"{row['loaderCpuUsPerMessage']:11.2f} {row['loaderCores']:7.0%}"
-        )
-    return "\n".join(lines)
-
-
-def writeChart(result: dict[str, Any], path: Path) -> bool:
-    """
-    A bar chart of CPU per message relative to wire.Echo, per mode.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("bench: no chart: matplotlib is not installed", file=sys.stderr)
-        return False
-    modes = [m for m in MODES if m in result["summary"]]
-    names = list(result["summary"][modes[0]])
-    fig, ax = plt.subplots(figsize=(9, 4.2), dpi=80)
-    width = 0.8 / len(modes)
-    for i, mode in enumerate(modes):
-        values = [
-            result["summary"][mode].get(n, {}).get("ratioToWire") or 0 for n in names
-        ]
-        xs = [x + i * width for x in range(len(names))]
-        ax.bar(xs, values, width, label=mode)
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks([x + width * (len(modes) - 1) / 2 for x in range(len(names))])
-    ax.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
-    ax.set_ylabel("server CPU per message / wire.Echo")
-    config = result["config"]
-    ax.set_title(
-        f"{config['connections']} conns ping-pong, {config['pipelinedConnections']} "
-        f"conns x {config['depth']} pipelined, {config['size']} B lines "
-        f"(median of {config['rounds']} rounds)",
-        fontsize=9,
-    )
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
 
 
 def _intList(text: str) -> list[int]:
