@@ -81,12 +81,13 @@ def checkWorkers(text: str, listen: Sequence[str]) -> int:
 def shareLimits(settings: Any, workers: int) -> Any:
     """
     Split a server-wide connection limit between the workers, so that all of
-    them together admit at most the number the operator gave.
+    them together admit at most the number the operator gave (each at least
+    one).
     """
     limit = getattr(settings, "maxConnections", 0)
     if workers <= 1 or not limit or not attrs.has(type(settings)):
         return settings
-    return attrs.evolve(settings, maxConnections=-(-limit // workers))
+    return attrs.evolve(settings, maxConnections=max(1, limit // workers))
 
 
 class _WorkerProtocol(protocol.ProcessProtocol):

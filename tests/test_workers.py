@@ -258,3 +258,21 @@ def test_badWorkers(tmp_path: Path, args: list[str], message: str) -> None:
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_limitShared() -> None:
+    """
+    --max-connections is the server's total: each of N processes admits its
+    share, so that together they admit no more.
+    """
+    from twisted.scripts._twistd_unix import ServerOptions
+
+    from nbecho.tap import makeService
+
+    config = ServerOptions()
+    config.parseOptions(
+        ["-n", "nbecho", "--port", "0", "--workers", "3", "--max-connections", "10"]
+    )
+    service = makeService(config.subOptions)
+    assert service.factory.maxConnections * 3 <= 10  # type: ignore[attr-defined]
+    assert service.factory.maxConnections == 3  # type: ignore[attr-defined]
