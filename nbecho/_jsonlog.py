@@ -29,6 +29,8 @@ from twisted.python.components import Componentized
 from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
+from nbecho._logbatch import messageEvents
+
 #: The values --log-format takes.
 LOG_FORMATS = ("text", "json")
 
@@ -43,7 +45,10 @@ class JSONLinesObserver:
         self._observer = jsonFileLogObserver(outFile, recordSeparator="")
 
     def __call__(self, event: LogEvent) -> None:
-        self._observer({**event, "log_text": formatEvent(event)})
+        # One line per message, also for the messages of one chunk, which
+        # nbecho logs as one event.
+        for each in messageEvents((event,)):
+            self._observer({**each, "log_text": formatEvent(each)})
 
 
 def logDestination(twistdOptions: Any) -> IO[Any]:

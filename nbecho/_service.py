@@ -5,7 +5,7 @@ One listening endpoint as a service, with the seed's C{Ready?} line.
 from __future__ import annotations
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -52,13 +52,15 @@ class ListeningService(Service):
         work with C{--uid}.
         """
         super().privilegedStartService()
-        failures: list[Failure] = []
+        self._failure: Failure | None = None
+        self._starting = True
         self._listening = self.endpoint.listen(self.factory)
-        self._listening.addCallbacks(self._listened, failures.append)
-        if failures:
+        self._listening.addCallbacks(self._listened, self._failed)
+        self._starting = False
+        if self._failure is not None:
             raise ListenFailed(
                 f"nbecho: cannot listen on {self.description}: "
-                f"{failures[0].getErrorMessage()}"
+                f"{self._failure.getErrorMessage()}"
             )
 
     def _listened(self, port: IListeningPort) -> IListeningPort:
@@ -70,6 +72,22 @@ class ListeningService(Service):
             nbecho_event="ready",
         )
         return port
+
+    def _failed(self, failure: Failure) -> None:
+        """
+        Keep a failure to listen at start-up for L{privilegedStartService}
+        to raise; one that comes later (no endpoint of Twisted's own fails
+        late) is logged, not dropped with the Deferred.
+        """
+        if self._starting:
+            self._failure = failure
+        elif not failure.check(CancelledError):
+            log.critical(
+                "nbecho: cannot listen on {description}: {error}",
+                description=self.description,
+                error=failure.getErrorMessage(),
+                nbecho_event="listen_failed",
+            )
 
     def startService(self) -> None:
         super().startService()

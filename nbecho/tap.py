@@ -5,6 +5,7 @@ The C{twistd nbecho} command line: options in, a running service out.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 
 from twisted.application.service import IService, MultiService
@@ -21,6 +22,8 @@ from nbecho._jsonlog import (
 from nbecho._proxy import proxiedFromString
 from nbecho._service import ListeningService
 from nbecho._shutdown import ServerService
+from nbecho._textlog import useFastTextLog
+from nbecho._workers import addWorkers, checkWorkers, shareLimits
 from nbecho.factory import FRAMINGS, EchoFactory, EchoSettings
 from nbecho.limits import LimitingFactory
 
@@ -135,6 +138,13 @@ class Options(usage.Options):
             "or stdout (twistd's own --logger takes precedence).",
         ],
         *_LIMIT_PARAMETERS,
+        [
+            "workers",
+            None,
+            "1",
+            "Processes serving the same listening sockets (tcp:, tcp6:, unix:, "
+            "systemd:), to use that many cores.",
+        ],
     ]
     compData = usage.Completions(
         optActions={
@@ -156,6 +166,7 @@ class Options(usage.Options):
     opt_l = opt_listen
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        self["argv"] = list(options) if options is not None else sys.argv[1:]
         try:
             super().parseOptions(options)
         except usage.UsageError as error:
@@ -181,6 +192,9 @@ class Options(usage.Options):
             maxPerPeer=_number("max-per-peer", self["max-per-peer"], 0),
             shutdownGrace=_seconds("shutdown-grace", self["shutdown-grace"]),
         )
+        useFastTextLog(self)
+        self["workers"] = checkWorkers(self["workers"], self["listen"])
+        self["settings"] = shareLimits(self["settings"], self["workers"])
         if not self["listen"]:
             description = f"tcp:{port}"
             if self["interface"]:
@@ -265,4 +279,5 @@ def makeService(options: Options) -> IService:
             options["metricsEndpoint"],
             site,  # type: ignore[arg-type]
         ).setServiceParent(server)
+    addWorkers(server, options)
     return service

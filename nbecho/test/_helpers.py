@@ -92,7 +92,11 @@ def logLines(events: Iterable[LogEvent]) -> list[str]:
     The nbecho lines among C{events}, formatted as an operator sees them.
     """
     return [
-        formatEvent(event) for event in events if event.get("log_namespace") == "nbecho"
+        line
+        for event in events
+        if event.get("log_namespace") == "nbecho"
+        # The messages of one chunk are one event, one line each.
+        for line in formatEvent(event).split("\n")
     ]
 
 

@@ -12,6 +12,7 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
+from nbecho._logbatch import messageEvents
 from nbecho.factory import EchoFactory, EchoSettings
 from nbecho.metrics import StatsCollector, instrument
 from nbecho.protocol import EchoProtocol, LineEchoProtocol
@@ -108,7 +109,11 @@ class SizeHistogramTests(SynchronousTestCase):
         protocol, _ = connect(factory)
         with capturedLogs() as events:
             protocol.dataReceived(b"one\ntwo\n")
-        logged = [e["text"] for e in events if e.get("nbecho_event") == "message"]
+        logged = [
+            e["text"]
+            for e in messageEvents(events)
+            if e.get("nbecho_event") == "message"
+        ]
         self.assertEqual(logged, ["one", "two"])
         self.assertEqual(samples(registry)["nbecho_message_size_bytes_count", ()], 2)
 

@@ -377,6 +377,22 @@ class ListeningServiceTests(SynchronousTestCase):
         self.assertIsNone(service.port)
         self.successResultOf(service.stopService())
 
+    def test_listenFailsLater(self) -> None:
+        """
+        An endpoint whose listen fails after start-up gets a critical log line
+        naming it and the reason, rather than a silently idle server.
+        """
+        events = captureLogs(self)
+        pending: Deferred[IListeningPort] = Deferred()
+        service = ListeningService("slow:", FakeEndpoint(pending), EchoFactory())
+        service.privilegedStartService()
+        pending.errback(OSError("no such device"))
+        self.assertEqual(
+            logLines(events), ["nbecho: cannot listen on slow:: no such device"]
+        )
+        self.assertEqual(events[0]["log_level"].name, "critical")
+        self.assertIsNone(service.port)
+
     def test_stopWhilePending(self) -> None:
         """
         Stopping before a slow endpoint has answered cancels the listen.
@@ -385,9 +401,11 @@ class ListeningServiceTests(SynchronousTestCase):
         pending: Deferred[IListeningPort] = Deferred(cancelled.append)
         service = ListeningService("slow:", FakeEndpoint(pending), EchoFactory())
         service.startService()
+        events = captureLogs(self)
         self.successResultOf(service.stopService())
         self.assertEqual(cancelled, [pending])
         self.assertIsNone(service.port)
+        self.assertEqual(logLines(events), [])
 
 
 class RealListenTests(TestCase):

@@ -1,0 +1,114 @@
+"""
+Send an echo at once when nothing is waiting to be sent before it.
+
+Twisted's C{transport.write} only queues: it asks the reactor to watch the
+socket for writability (an C{epoll_ctl}), and the data goes out on the next
+reactor iteration (an C{epoll_wait}, C{doWrite}, the C{send}, and another
+C{epoll_ctl} to stop watching).  An strace of C{twisted.protocols.wire.Echo}
+shows 1 recv, 1 send, 2 epoll_ctl and 2 epoll_wait per round trip; asyncio
+tries the C{send} at once and needs 1 recv, 1 send and 1 epoll_wait.
+
+L{fastWriter} gives a protocol that second behaviour on Twisted's own TCP and
+UNIX transports.  It depends on details of C{twisted.internet.abstract
+.FileDescriptor} that are not public API (the write buffers C{dataBuffer} and
+C{_tempDataLen}), so everything that knows them lives here: L{fastWriter}
+checks they are there and otherwise returns the transport's public C{write}.
+It sends directly only when Twisted's buffer is empty and the connection is
+open for writing, so byte order, backpressure (a partial send hands the rest
+to C{transport.write}, which pauses a producer over the high-water mark),
+C{loseConnection} flushing and half-close all stay Twisted's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+#: FileDescriptor attributes the fast path reads; all must exist.
+_REQUIRED = ("dataBuffer", "_tempDataLen", "connected", "disconnecting")
+
+
+def _unwrap(transport: Any) -> Any:
+    """
+    The transport under C{twisted.protocols.policies} wrappers (such as
+    nbecho's connection limits) whose C{write} only passes bytes down.
+    """
+    from twisted.protocols.policies import ProtocolWrapper
+
+    while (
+        isinstance(transport, ProtocolWrapper)
+        and type(transport).write is ProtocolWrapper.write
+        and type(transport).writeSequence is ProtocolWrapper.writeSequence
+        and getattr(transport, "transport", None) is not None
+    ):
+        transport = transport.transport
+    return transport
+
+
+def _directSocket(transport: object) -> Any:
+    """
+    Return the socket behind C{transport} when the fast path can use it,
+    else L{None}.
+    """
+    try:
+        from twisted.internet.tcp import Connection
+    except ImportError:  # pragma: no cover - a Twisted without tcp
+        return None
+    if not isinstance(transport, Connection):
+        # TLS (TLSMemoryBIOProtocol), stdio, test transports, wrappers.
+        return None
+    if getattr(transport, "TLS", False):
+        return None
+    if not all(hasattr(transport, name) for name in _REQUIRED):
+        return None
+    if not hasattr(transport, "_writeDisconnecting"):
+        return None
+    sock = getattr(transport, "socket", None)
+    if sock is None or not callable(getattr(sock, "send", None)):
+        return None
+    return sock
+
+
+def fastWriter(transport: Any) -> Callable[[bytes], None]:
+    """
+    Return a function that writes to C{transport} like C{transport.write},
+    sending at once when Twisted has nothing buffered for it.
+
+    A transport this module does not know (TLS, UNIX stdio, a test
+    transport, a Twisted whose buffers have changed) gets its own public
+    C{write} back.  Pass-through wrappers from C{twisted.protocols.policies}
+    are looked through; whenever the fast path cannot send, the bytes go to
+    the wrapper's own C{write}.
+    """
+    write = transport.write
+    transport = _unwrap(transport)
+    sock = _directSocket(transport)
+    if sock is None:
+        return write
+    send = sock.send
+    # Without TLS support in this Twisted, startTLS can never turn it on.
+    tlsPossible = hasattr(transport, "TLS")
+
+    def writeNow(data: bytes) -> None:
+        if (
+            transport._tempDataLen
+            or transport.dataBuffer
+            or transport.disconnecting
+            or transport._writeDisconnecting
+            or (tlsPossible and transport.TLS)
+            or not transport.connected
+        ):
+            # Something is queued (keep the order), the connection is
+            # closing or half-closed (Twisted decides what to do), or it is
+            # gone: Twisted's public write handles all of those.
+            write(data)
+            return
+        try:
+            sent = send(data)
+        except OSError:
+            # EAGAIN, ENOBUFS, or a socket error: queue it; Twisted's own
+            # doWrite retries, or reports the error as it always does.
+            sent = 0
+        if sent < len(data):
+            write(data[sent:])
+
+    return writeNow

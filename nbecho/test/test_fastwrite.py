@@ -1,0 +1,233 @@
+"""
+Tests for L{nbecho._fastwrite}: the direct send on Twisted's TCP transport,
+and the fallback to the public C{write} everywhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFDSet
+from twisted.internet.protocol import (
+    ClientFactory,
+    Protocol,
+    ServerFactory,
+    connectionDone,
+)
+from twisted.internet.testing import StringTransport
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+
+from nbecho import _fastwrite
+from nbecho._fastwrite import fastWriter
+
+reactor: Any = _reactor
+
+
+class _Server(Protocol):
+    """
+    Hand the connected server-side transport to the test.
+    """
+
+    def connectionMade(self) -> None:
+        self.factory.connected.callback(self)
+
+
+class _Collector(Protocol):
+    """
+    Keep every byte the client receives; fire C{done} when the server closes.
+    """
+
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self.done: Deferred[bytes] = Deferred()
+        self.made: Deferred[None] = Deferred()
+        self.arrived: Deferred[None] | None = None
+        self.expect = 0
+
+    def connectionMade(self) -> None:
+        self.made.callback(None)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if self.arrived is not None and len(self.received) >= self.expect:
+            arrived, self.arrived = self.arrived, None
+            arrived.callback(None)
+
+    def waitFor(self, count: int) -> Deferred[None]:
+        self.expect = count
+        self.arrived = Deferred()
+        if len(self.received) >= count:
+            self.dataReceived(b"")
+        return self.arrived
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.done.callback(bytes(self.received))
+
+
+class FastWriterTCPTests(TestCase):
+    """
+    On a real TCP connection the write goes out at once, and every guarantee
+    of C{transport.write} still holds.
+    """
+
+    async def connect(self) -> tuple[Any, _Collector]:
+        serverFactory = ServerFactory.forProtocol(_Server)
+        connected: Deferred[_Server] = Deferred()
+        serverFactory.connected = connected  # type: ignore[attr-defined]
+        port = reactor.listenTCP(0, serverFactory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        client = _Collector()
+        clientFactory = ClientFactory.forProtocol(lambda: client)
+        connector = reactor.connectTCP("127.0.0.1", port.getHost().port, clientFactory)
+        self.addCleanup(connector.disconnect)
+        server = await connected
+        await client.made
+        return server.transport, client
+
+    async def test_sendsAtOnce(self) -> None:
+        """
+        With nothing buffered, the bytes leave before write returns: the
+        reactor is never asked to watch the socket for writability.
+        """
+        transport, client = await self.connect()
+        write = fastWriter(transport)
+        self.assertIsNot(write, transport.write)
+        write(b"hello\n")
+        self.assertEqual(transport._tempDataLen, 0)
+        self.assertNotIn(transport, IReactorFDSet(reactor).getWriters())
+        await client.waitFor(6)
+        self.assertEqual(bytes(client.received), b"hello\n")
+
+    async def test_queuedFirst(self) -> None:
+        """
+        Bytes already queued by C{transport.write} go out before a later fast
+        write: the direct send only happens with Twisted's buffer empty.
+        """
+        transport, client = await self.connect()
+        write = fastWriter(transport)
+        transport.write(b"queued\n")
+        write(b"fast\n")
+        await client.waitFor(12)
+        self.assertEqual(bytes(client.received), b"queued\nfast\n")
+
+    async def test_orderAndBackpressure(self) -> None:
+        """
+        When the client does not read, the rest is queued in Twisted's buffer,
+        later writes queue behind it in order, the transport (its own
+        producer) is paused over the high-water mark, and everything arrives
+        once the client reads.
+        """
+        transport, client = await self.connect()
+        transport.registerProducer(transport, True)
+        client.transport.pauseProducing()  # type: ignore[union-attr]
+        write = fastWriter(transport)
+        chunks = [bytes([65 + i % 26]) * 65536 for i in range(64)]
+        for chunk in chunks:
+            write(chunk)
+        self.assertTrue(transport._tempDataLen or transport.dataBuffer)
+        self.assertTrue(transport.producerPaused)
+        client.transport.resumeProducing()  # type: ignore[union-attr]
+        await client.waitFor(65536 * 64)
+        self.assertEqual(bytes(client.received), b"".join(chunks))
+
+    async def test_loseConnectionFlushes(self) -> None:
+        """
+        Bytes written just before C{loseConnection}, queued or not, all reach
+        the client before the connection closes; writes after it are queued
+        through Twisted, never sent around the closing logic.
+        """
+        transport, client = await self.connect()
+        write = fastWriter(transport)
+        big = b"x" * (4 * 1024 * 1024)
+        write(b"first\n")
+        write(big)
+        transport.loseConnection()
+        write(b"last\n")
+        received = await client.done
+        self.assertEqual(received, b"first\n" + big + b"last\n")
+
+    async def test_halfClose(self) -> None:
+        """
+        After the server half-closes, the fast path no longer sends: Twisted
+        drops writes to a closed write side, as its public write does.
+        """
+        transport, client = await self.connect()
+        write = fastWriter(transport)
+        write(b"before\n")
+        transport.loseWriteConnection()
+        write(b"after\n")
+        await client.waitFor(7)
+        self.assertEqual(bytes(client.received), b"before\n")
+
+    async def test_throughPolicyWrapper(self) -> None:
+        """
+        Behind a pass-through C{policies} wrapper (as connection limits put
+        there), the bytes still leave at once; a wrapper with a C{write} of
+        its own keeps it.
+        """
+        transport, client = await self.connect()
+        wrapper = ProtocolWrapper(WrappingFactory(ServerFactory()), Protocol())
+        wrapper.transport = transport
+        write = fastWriter(wrapper)
+        self.assertNotEqual(write, wrapper.write)
+        write(b"wrapped\n")
+        self.assertEqual(transport._tempDataLen, 0)
+        self.assertNotIn(transport, IReactorFDSet(reactor).getWriters())
+        await client.waitFor(8)
+        self.assertEqual(bytes(client.received), b"wrapped\n")
+
+        class Counting(ProtocolWrapper):
+            def write(self, data: bytes) -> None:
+                super().write(data)
+
+        counting = Counting(WrappingFactory(ServerFactory()), Protocol())
+        counting.transport = transport
+        self.assertEqual(fastWriter(counting), counting.write)
+
+    async def test_tlsFlagFallsBack(self) -> None:
+        """
+        Once TLS is started on a TCP transport, bytes must go through the TLS
+        layer: the fast path defers to C{transport.write}.
+        """
+        transport, _client = await self.connect()
+        calls: list[bytes] = []
+        transport.TLS = True
+        self.patch(transport, "write", calls.append)
+        write = fastWriter(transport)
+        self.assertEqual(write, calls.append)
+        transport.TLS = False
+        write = fastWriter(transport)
+        transport.TLS = True
+        write(b"secret\n")
+        self.assertEqual(calls, [b"secret\n"])
+
+
+class FallbackTests(TestCase):
+    """
+    Transports the fast path does not know get their public C{write}.
+    """
+
+    def test_stringTransport(self) -> None:
+        """
+        A test transport (and anything that is not Twisted's TCP connection,
+        such as a TLS protocol) gets its own C{write}.
+        """
+        transport = StringTransport()
+        self.assertEqual(fastWriter(transport), transport.write)
+
+    async def test_missingDetail(self) -> None:
+        """
+        A Twisted whose transport lacks one of the buffer attributes the fast
+        path reads gets the public C{write}, and echoes still arrive.
+        """
+        self.patch(_fastwrite, "_REQUIRED", (*_fastwrite._REQUIRED, "_gone"))
+        transport, client = await FastWriterTCPTests.connect(self)  # type: ignore[arg-type]
+        write = fastWriter(transport)
+        self.assertEqual(write, transport.write)
+        write(b"public\n")
+        await client.waitFor(7)
+        self.assertEqual(bytes(client.received), b"public\n")

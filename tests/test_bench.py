@@ -1,0 +1,176 @@
+"""
+A seconds-long run of the benchmark, for correctness only: every server
+starts, every echoed byte is checked, the JSON and the chart are written.
+Timings are reported by the benchmark, never asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SMOKE = [
+    "--duration",
+    "0.4",
+    "--warmup",
+    "0.2",
+    "--rounds",
+    "1",
+    "--connections",
+    "4",
+    "--pipelined-connections",
+    "2",
+    "--depth",
+    "8",
+    "--pypy",
+    "none",
+]
+
+
+def _bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nbecho.bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=cwd,
+    )
+
+
+def test_smoke(tmp_path: Path) -> None:
+    """
+    The benchmark drives Twisted's echo and nbecho (line and raw framing,
+    quiet and logging, two workers) in both modes, checks every byte, and
+    writes a JSON result with a row per server and a PNG chart.
+    """
+    servers = "wire,nbecho-line-quiet,nbecho-line,nbecho-raw,nbecho-line-quiet-2w"
+    result = _bench(
+        *SMOKE,
+        "--servers",
+        servers,
+        "--json",
+        "out.json",
+        "--chart",
+        "out.png",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "out.json").read_text())
+    for mode in ("pingpong", "pipelined"):
+        summary = data["summary"][mode]
+        assert list(summary) == servers.split(",")
+        for row in summary.values():
+            assert row["messagesChecked"] > 0
+            assert row["bytesChecked"] == row["messagesChecked"] * 64
+        assert summary["wire"]["ratioToWire"] == 1.0
+    assert (tmp_path / "out.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "nbecho-line-quiet" in result.stdout
+
+
+@pytest.fixture
+def corruptingServer() -> Iterator[int]:
+    """
+    An echo server that changes one byte of what it sends back.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(30)
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(30)
+            first = True
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                if first:
+                    data = b"X" + data[1:]
+                    first = False
+                conn.sendall(data)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    listener.close()
+    thread.join(30)
+
+
+def test_loaderChecksEveryByte(corruptingServer: int) -> None:
+    """
+    A server that echoes a byte wrong makes the load generator fail rather
+    than count the message.
+    """
+    config = {
+        "host": "127.0.0.1",
+        "port": corruptingServer,
+        "connections": 1,
+        "size": 16,
+        "depth": 1,
+    }
+    loader = subprocess.Popen(
+        [sys.executable, "-m", "nbecho._benchload", json.dumps(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert loader.stdout is not None and loader.stdin is not None
+    assert loader.stdout.readline().strip() == "ready"
+    window = f"go 0 {time.monotonic() + 5}\n"
+    _out, err = loader.communicate(window, timeout=60)
+    assert loader.returncode != 0
+    assert "echo differs" in err
+
+
+def test_badOption(tmp_path: Path) -> None:
+    """
+    An unknown server name is a one-line error naming the choices.
+    """
+    result = _bench("--servers", "nope", "--pypy", "none", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "unknown server nope" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_smokePyPy(tmp_path: Path) -> None:
+    """
+    With a PyPy interpreter that has nbecho (CI makes one), the benchmark
+    runs nbecho on PyPy beside Twisted's echo on CPython, every byte checked.
+    """
+    pypy = os.environ.get("NBECHO_BENCH_PYPY")
+    if not pypy:
+        pytest.skip("NBECHO_BENCH_PYPY names no PyPy with nbecho (CI sets it)")
+    args = [a if a != "none" else pypy for a in SMOKE]
+    result = _bench(
+        *args,
+        "--modes",
+        "pipelined",
+        "--servers",
+        "wire,pypy-nbecho-line-quiet",
+        "--json",
+        "out.json",
+        "--chart",
+        "out.png",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "out.json").read_text())
+    row = data["summary"]["pipelined"]["pypy-nbecho-line-quiet"]
+    assert row["messagesChecked"] > 0
+    assert data["config"]["servers"]["pypy-nbecho-line-quiet"][0] == pypy
