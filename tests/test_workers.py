@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import pytest
 
-from tests._deploy import freePort, tool
+from tests._servers import freePort, tool
 
 
 class Workers(NamedTuple):
@@ -149,7 +149,7 @@ def test_systemdSocket(tmp_path: Path) -> None:
     log = tmp_path / "nbecho.log"
     activator = subprocess.Popen(
         [
-            tool("systemd-socket-activate"),
+            tool("systemd-socket-activate", required=True),
             "--fdname=nbecho",
             "--listen",
             f"127.0.0.1:{port}",
