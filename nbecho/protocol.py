@@ -208,22 +208,18 @@ class LineEchoProtocol(EchoProtocol):
         """
         settings = self.settings
         exitWord = settings.exitWord
-        if settings.quiet and not (
-            (exitWord and exitWord in complete)
-            or len(complete) > settings.maxLineLength + 1
-        ):
-            # No line can be the exit word or too long (a too-long line is at
-            # least maxLineLength + 1 bytes and its LF): skip the split.
+        # A too-long line is at least maxLineLength + 1 bytes and its LF.
+        mayEnd = (exitWord and exitWord in complete) or (
+            len(complete) > settings.maxLineLength + 1
+        )
+        if not mayEnd and settings.quiet:
+            # No line can end the connection and none is logged: skip the split.
             self.counted(complete.count(b"\n"))
             self.echo(complete)
             return True
         lines = complete.split(b"\n")
         lines.pop()
-        if not (
-            (exitWord and exitWord in complete)
-            or len(complete) > settings.maxLineLength + 1
-            or b"\r" in complete
-        ):
+        if not mayEnd and b"\r" not in complete:
             # Every line is a plain message: log them without a loop here.
             self.messagesRead(lines)
             self.echo(complete)
