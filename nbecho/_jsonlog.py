@@ -4,8 +4,9 @@ C{--log-format json}: twistd's log as one JSON object per line.
 twistd picks its log observer after the plugin has made its service, from
 C{--logger}, else from an L{ILogObserver} component of the application, else
 from C{--logfile}.  The plugin's service puts a JSON observer on the
-application as it is attached to it, so C{--logfile} (or stdout) and log
-rotation stay twistd's, and an explicit C{--logger} still wins.
+application as it is attached to it, writing where twistd would
+(L{nbecho._textlog.logDestination}: C{--logfile} with its rotation, or
+stdout), and an explicit C{--logger} still wins.
 
 Lines are Twisted's own JSON events (L{twisted.logger.eventAsJSON}, readable
 back with L{twisted.logger.eventsFromJSONLogFile}), plus C{log_text}, the
@@ -15,7 +16,6 @@ their fields (C{peer}, C{text}, C{size}, ...) as separate keys.
 
 from __future__ import annotations
 
-import sys
 from typing import IO, Any
 
 from twisted.application.service import IServiceCollection, MultiService
@@ -26,7 +26,6 @@ from twisted.logger import (
     jsonFileLogObserver,
 )
 from twisted.python.components import Componentized
-from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
 from nbecho._logbatch import messageEvents
@@ -49,18 +48,6 @@ class JSONLinesObserver:
         # nbecho logs as one event.
         for each in messageEvents((event,)):
             self._observer({**each, "log_text": formatEvent(each)})
-
-
-def logDestination(twistdOptions: Any) -> IO[Any]:
-    """
-    Where twistd would write its text log: C{--logfile}, stdout for C{-} or
-    for C{--nodaemon} without C{--logfile}, else C{twistd.log}.
-    """
-    options = twistdOptions if twistdOptions is not None else {}
-    path = options.get("logfile") or ""
-    if path == "-" or (not path and options.get("nodaemon", True)):
-        return sys.stdout
-    return LogFile.fromFullPath(path or "twistd.log")
 
 
 class JSONLoggingService(MultiService):

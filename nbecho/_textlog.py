@@ -140,24 +140,37 @@ class _TwistdLog:
     nodaemon = True
 
 
-def observerFactory() -> ILogObserver:
+def logDestination(twistdOptions: Any) -> IO[Any]:
     """
-    twistd's C{--logger} factory: the fast text observer on twistd's log
-    destination.
+    Where twistd would write its log: C{--logfile}, rotated on C{SIGUSR1} as
+    twistd rotates it; stdout for C{-} or for C{--nodaemon} without
+    C{--logfile}; else C{twistd.log}.  Both of nbecho's observers (this fast
+    text one and C{--log-format json}) replace twistd's, so they write here.
     """
-    name = _TwistdLog.logfile
-    if name == "-" or (_TwistdLog.nodaemon and not name):
-        return fastTextFileLogObserver(sys.stdout)
-    logFile = LogFile.fromFullPath(name or "twistd.log")
+    options = twistdOptions if twistdOptions is not None else {}
+    path = options.get("logfile") or ""
+    if path == "-" or (not path and options.get("nodaemon", True)):
+        return sys.stdout
+    logFile = LogFile.fromFullPath(path or "twistd.log")
     if not signal.getsignal(signal.SIGUSR1):
-        # twistd's own rotation on SIGUSR1.
+
         def rotateLog(number: int, frame: object) -> None:
             from twisted.internet import reactor
 
             reactor.callFromThread(logFile.rotate)  # type: ignore[attr-defined]
 
         signal.signal(signal.SIGUSR1, rotateLog)
-    return fastTextFileLogObserver(logFile)
+    return logFile
+
+
+def observerFactory() -> ILogObserver:
+    """
+    twistd's C{--logger} factory: the fast text observer on twistd's log
+    destination.
+    """
+    return fastTextFileLogObserver(
+        logDestination({"logfile": _TwistdLog.logfile, "nodaemon": _TwistdLog.nodaemon})
+    )
 
 
 def useFastTextLog(options: Any) -> None:

@@ -17,12 +17,11 @@ from nbecho._jsonlog import (
     LOG_FORMATS,
     JSONLinesObserver,
     JSONLoggingService,
-    logDestination,
 )
 from nbecho._proxy import proxiedFromString
 from nbecho._service import ListeningService
 from nbecho._shutdown import ServerService
-from nbecho._textlog import useFastTextLog
+from nbecho._textlog import logDestination, useFastTextLog
 from nbecho._workers import addWorkers, checkWorkers, shareLimits
 from nbecho.factory import FRAMINGS, EchoFactory, EchoSettings
 from nbecho.limits import LimitingFactory

@@ -15,7 +15,8 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python.logfile import LogFile
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho._jsonlog import JSONLinesObserver, JSONLoggingService, logDestination
+from nbecho._jsonlog import JSONLinesObserver, JSONLoggingService
+from nbecho._textlog import logDestination
 from nbecho.tap import Options, makeService
 
 
