@@ -71,6 +71,9 @@ class Refusal(Protocol):
         assert self.transport is not None
         self.transport.loseConnection()
 
+    #: Nothing was read from a refused client: finishing is closing.
+    finish = close
+
 
 _Guarded = Union[EchoProtocol, Refusal]
 
@@ -176,11 +179,7 @@ class GuardedProtocol(ProtocolWrapper, TimeoutMixin):
         """
         Send back what was read, then close: the server is stopping.
         """
-        wrapped = self.wrappedProtocol
-        if isinstance(wrapped, EchoProtocol):
-            wrapped.finish(why)
-        else:
-            wrapped.close(why)
+        self.wrappedProtocol.finish(why)
 
     def abortConnection(self, why: str = "aborted") -> None:
         """

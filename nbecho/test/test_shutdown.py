@@ -91,6 +91,24 @@ class DrainTests(SynchronousTestCase):
         harness.lose(protocol)
         self.successResultOf(stopped)
 
+    def test_refusedClientLingering(self) -> None:
+        """
+        A refused client still connected when the server stops is let go
+        like the others: its refusal line stays sent and the stop completes
+        once it is gone.
+        """
+        harness = Harness(maxConnections=1)
+        service, _ = serverService(harness)
+        accepted, _ = harness.connect(tcp("10.0.0.1", 1))
+        refused, refusedTransport = harness.connect(tcp("10.0.0.2", 2))
+        stopped = service.stopService()
+        self.assertEqual(refusedTransport.value(), b"error: too many connections\n")
+        accepted.readConnectionLost()
+        harness.lose(accepted)
+        self.assertNoResult(stopped)
+        harness.lose(refused)
+        self.successResultOf(stopped)
+
     def test_nothingOpen(self) -> None:
         """
         With no connection open, stopping completes at once and counts
