@@ -50,7 +50,7 @@ def _seconds(option: str, text: str) -> float:
     return value
 
 
-#: Options of issue 3 (limits), kept together to merge easily.
+#: The limits' options (L{nbecho.limits}, L{nbecho._shutdown}), in one block.
 _LIMIT_PARAMETERS = [
     [
         "idle-timeout",
