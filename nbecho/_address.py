@@ -9,7 +9,7 @@ import os
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.interfaces import IAddress
 
-from nbecho._escape import escapeMessage
+from nbecho.logs.escape import escapeMessage
 
 
 def formatAddress(address: IAddress | None) -> str:

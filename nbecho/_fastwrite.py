@@ -27,23 +27,6 @@ from typing import Any, Callable
 _REQUIRED = ("dataBuffer", "_tempDataLen", "connected", "disconnecting")
 
 
-def _unwrap(transport: Any) -> Any:
-    """
-    The transport under C{twisted.protocols.policies} wrappers (such as
-    nbecho's connection limits) whose C{write} only passes bytes down.
-    """
-    from twisted.protocols.policies import ProtocolWrapper
-
-    while (
-        isinstance(transport, ProtocolWrapper)
-        and type(transport).write is ProtocolWrapper.write
-        and type(transport).writeSequence is ProtocolWrapper.writeSequence
-        and getattr(transport, "transport", None) is not None
-    ):
-        transport = transport.transport
-    return transport
-
-
 def _directSocket(transport: object) -> Any:
     """
     Return the socket behind C{transport} when the fast path can use it,
@@ -75,12 +58,10 @@ def fastWriter(transport: Any) -> Callable[[bytes], None]:
 
     A transport this module does not know (TLS, UNIX stdio, a test
     transport, a Twisted whose buffers have changed) gets its own public
-    C{write} back.  Pass-through wrappers from C{twisted.protocols.policies}
-    are looked through; whenever the fast path cannot send, the bytes go to
-    the wrapper's own C{write}.
+    C{write} back, and so does a wrapper such as the PROXY protocol's;
+    whenever the fast path cannot send, the bytes go to the public C{write}.
     """
     write = transport.write
-    transport = _unwrap(transport)
     sock = _directSocket(transport)
     if sock is None:
         return write

@@ -1,88 +1,199 @@
 """
-The server factory: one place for the settings every connection shares and
-for the counters that outlive each connection.
+The server factory: admission and the registry of open connections.
+
+Every connection of every listener of one server goes through one
+L{EchoFactory}: it refuses clients over C{--max-connections} or
+C{--max-per-peer} (with a L{Refusal}, as
+L{twisted.protocols.policies.LimitTotalConnectionsFactory} answers with its
+C{overflowProtocol}), keeps each open connection so that a stopping server
+can drain them, and adds up their counts for the totals.
 """
 
 from __future__ import annotations
 
-import attrs
+from typing import Any
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger
 
-from nbecho.protocol import EchoProtocol, LineEchoProtocol
+from nbecho._address import formatAddress
+from nbecho.connection import Connection
+from nbecho.lines import LineEchoProtocol
+from nbecho.protocol import EchoProtocol
+from nbecho.settings import EchoSettings
+from nbecho.stats import EchoStats
 
-#: The framings C{--framing} accepts, each with the protocol that implements it.
-FRAMINGS: dict[str, type[EchoProtocol]] = {
+log = Logger(namespace="nbecho")
+
+#: The protocol that implements each of L{nbecho.settings.FRAMINGS}.
+PROTOCOLS: dict[str, type[EchoProtocol]] = {
     "line": LineEchoProtocol,
     "raw": EchoProtocol,
 }
 
+#: What a refused client reads before the server closes its connection.
+REFUSAL = b"error: too many connections\n"
 
-@attrs.frozen
-class EchoSettings:
+#: The limit names that L{EchoStats.refused} counts refusals under.
+MAX_CONNECTIONS = "max-connections"
+MAX_PER_PEER = "max-per-peer"
+
+
+def peerKey(address: IAddress | None) -> str | None:
     """
-    How every connection of one listener behaves.
+    The client IP that C{--max-per-peer} counts C{address} under.
 
-    @ivar framing: C{"line"} (a message ends in LF or CRLF) or C{"raw"} (each
-        chunk read from the socket is a message, as in the seed).
-    @ivar exitWord: a message equal to this ends the connection once echoed;
-        empty turns that off.
-    @ivar quiet: leave out the per-message log lines.
-    @ivar maxLineLength: the longest line, terminator excluded, that line
-        framing accepts; longer ones end the connection so that a client
-        cannot make the server buffer without bound.
-    @ivar idleTimeout: seconds without input after which a connection is
-        closed; 0 turns that off.
-    @ivar maxConnections: open connections beyond this are refused; 0 means
-        no limit.
-    @ivar maxPerPeer: open connections from one client IP beyond this are
-        refused; 0 means no limit.
-    @ivar shutdownGrace: seconds a stopping server waits for open
-        connections to receive their echoes before it cuts them.
+    UNIX-socket peers have no host: they are local processes already
+    admitted by the socket file's permissions, so only the total limit
+    applies to them (C{None}).
     """
-
-    framing: str = "line"
-    exitWord: bytes = b"exit"
-    quiet: bool = False
-    maxLineLength: int = 65536
-    idleTimeout: float = 300.0
-    maxConnections: int = 10000
-    maxPerPeer: int = 0
-    shutdownGrace: float = 5.0
-
-    def __attrs_post_init__(self) -> None:
-        if self.framing not in FRAMINGS:
-            raise ValueError(f"unknown framing {self.framing!r}")
-        if self.maxLineLength < 1:
-            raise ValueError("maxLineLength must be at least 1")
-        if min(self.idleTimeout, self.maxConnections, self.maxPerPeer) < 0:
-            raise ValueError("limits cannot be negative")
-        if self.shutdownGrace < 0:
-            raise ValueError("shutdownGrace cannot be negative")
+    if isinstance(address, (IPv4Address, IPv6Address)):
+        return address.host
+    host = getattr(address, "host", None)
+    return host if isinstance(host, str) else None
 
 
-@attrs.define
-class EchoStats:
+class Refusal(Connection):
     """
-    Totals since the server started, for the shutdown line and for metrics.
+    Tell a client over a limit why it is turned away, then hang up, with the
+    same lingering close as any connection so that it reads the reason.
     """
 
-    connectionsOpen: int = 0
-    connectionsTotal: int = 0
-    messages: int = 0
-    bytesIn: int = 0
-    bytesOut: int = 0
-    #: Refused connections by the limit that refused them.
-    refused: dict[str, int] = attrs.Factory(dict)
+    #: Refusals must not pile up: a refused client gets less time to close.
+    lingerTimeout = 1.0
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.peer = formatAddress(self.transport.getPeer())
+        self.transport.write(REFUSAL)
+        self.close("refused")
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Nothing a refused client sends is read.
+        """
 
 
 class EchoFactory(ServerFactory):
     """
-    Build the protocol that C{settings.framing} names and keep the totals.
+    Admit or refuse each connection, and keep the open ones.
+
+    L{twisted.protocols.policies.LimitConnectionsByPeer} would count per
+    peer, but it indexes addresses as tuples (broken since addresses became
+    objects) and drops refused clients without a word; this keys on
+    C{address.host} and answers with L{REFUSAL}.
+
+    @ivar connections: every open connection, refusals included.
+    @ivar open: connections admitted and not yet closed.
     """
 
     noisy = False
 
-    def __init__(self, settings: EchoSettings | None = None) -> None:
+    def __init__(
+        self, settings: EchoSettings | None = None, clock: IReactorTime | None = None
+    ) -> None:
         self.settings = settings if settings is not None else EchoSettings()
-        self.stats = EchoStats()
-        self.protocol = FRAMINGS[self.settings.framing]  # type: ignore[assignment]
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = reactor  # type: ignore[assignment]
+        self.clock: Any = clock
+        self.protocol = PROTOCOLS[self.settings.framing]  # type: ignore[assignment]
+        self.connections: set[Connection] = set()
+        self.open = 0
+        self.perPeer: dict[str, int] = {}
+        self._admitted: dict[Connection, str | None] = {}
+        self._closed = EchoStats()
+        self._whenEmpty: list[Deferred[None]] = []
+
+    def buildProtocol(self, addr: IAddress | None) -> Connection:  # type: ignore[override]
+        settings = self.settings
+        key = peerKey(addr)
+        if settings.maxConnections and self.open >= settings.maxConnections:
+            return self._refuse(addr, MAX_CONNECTIONS, settings.maxConnections)
+        if (
+            key is not None
+            and settings.maxPerPeer
+            and self.perPeer.get(key, 0) >= settings.maxPerPeer
+        ):
+            return self._refuse(addr, MAX_PER_PEER, settings.maxPerPeer)
+        protocol: Connection = self.protocol()
+        protocol.factory = self
+        self.open += 1
+        self._closed.connectionsTotal += 1
+        if key is not None:
+            self.perPeer[key] = self.perPeer.get(key, 0) + 1
+        self._admitted[protocol] = key
+        self.connections.add(protocol)
+        return protocol
+
+    def _refuse(self, addr: IAddress | None, limit: str, value: int) -> Refusal:
+        refused = self._closed.refused
+        refused[limit] = refused.get(limit, 0) + 1
+        log.warn(
+            "Refused {peer}: too many connections (--{limit} {value})",
+            peer=formatAddress(addr),
+            limit=limit,
+            value=value,
+            nbecho_event="refused",
+        )
+        protocol = Refusal()
+        protocol.factory = self
+        self.connections.add(protocol)
+        return protocol
+
+    def release(self, connection: Connection) -> None:
+        """
+        Give C{connection}'s slot back; only the first call for a connection
+        counts, however it ended.
+        """
+        if connection not in self.connections:
+            return
+        self.connections.discard(connection)
+        if connection in self._admitted:
+            key = self._admitted.pop(connection)
+            self.open -= 1
+            if key is not None:
+                left = self.perPeer[key] - 1
+                if left:
+                    self.perPeer[key] = left
+                else:
+                    del self.perPeer[key]
+            if isinstance(connection, EchoProtocol):
+                connection.addTo(self._closed)
+        if not self.connections:
+            waiting, self._whenEmpty = self._whenEmpty, []
+            for d in waiting:
+                d.callback(None)
+
+    @property
+    def stats(self) -> EchoStats:
+        """
+        The totals now: those of closed connections plus the open ones'.
+        """
+        closed = self._closed
+        stats = EchoStats(
+            connectionsOpen=self.open,
+            connectionsTotal=closed.connectionsTotal,
+            messages=closed.messages,
+            bytesIn=closed.bytesIn,
+            bytesOut=closed.bytesOut,
+            refused=dict(closed.refused),
+        )
+        for connection in self._admitted:
+            if isinstance(connection, EchoProtocol):
+                connection.addTo(stats)
+        return stats
+
+    def whenEmpty(self) -> Deferred[None]:
+        """
+        A L{Deferred} that fires once no connection is open.
+        """
+        if not self.connections:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._whenEmpty.append(d)
+        return d

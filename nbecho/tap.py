@@ -13,18 +13,16 @@ from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python import usage
 
-from nbecho._jsonlog import (
+from nbecho.deploy.proxy import proxiedFromString
+from nbecho.deploy.workers import addWorkers, checkWorkers, shareLimits
+from nbecho.logs.jsonlog import (
     LOG_FORMATS,
     JSONLinesObserver,
     JSONLoggingService,
 )
-from nbecho._proxy import proxiedFromString
-from nbecho._service import ListeningService
-from nbecho._shutdown import ServerService
-from nbecho._textlog import logDestination, useFastTextLog
-from nbecho._workers import addWorkers, checkWorkers, shareLimits
-from nbecho.factory import FRAMINGS, EchoFactory, EchoSettings
-from nbecho.limits import LimitingFactory
+from nbecho.logs.textlog import logDestination, useFastTextLog
+from nbecho.service import buildServer
+from nbecho.settings import FRAMINGS, EchoSettings
 
 DEFAULT_PORT = 9999
 
@@ -50,7 +48,8 @@ def _seconds(option: str, text: str) -> float:
     return value
 
 
-#: The limits' options (L{nbecho.limits}, L{nbecho._shutdown}), in one block.
+#: The limits' options (L{nbecho.factory}, L{nbecho.connection},
+#: L{nbecho.service}), in one block.
 _LIMIT_PARAMETERS = [
     [
         "idle-timeout",
@@ -238,7 +237,7 @@ def _systemdProblem(description: str, error: Exception) -> str | None:
 
 def _metricsEndpoint(reactor: object, description: str) -> IStreamServerEndpoint:
     try:
-        import nbecho.metrics  # noqa: F401 - needs the optional prometheus_client
+        import nbecho.deploy.metrics  # noqa: F401 - needs the optional prometheus_client
     except ImportError as error:
         raise usage.UsageError(
             f"--metrics needs {error.name}: pip install 'nbecho[metrics]'"
@@ -253,30 +252,19 @@ def _metricsEndpoint(reactor: object, description: str) -> IStreamServerEndpoint
 
 def makeService(options: Options) -> IService:
     """
-    One listening service per endpoint, all sharing one factory so that the
-    totals cover every listener.
+    The echo server on every endpoint, with the metrics, the JSON log and
+    the worker processes the options ask for.
     """
-    settings = options["settings"]
-    echoFactory = EchoFactory(settings)
-    factory = LimitingFactory(echoFactory)
-    server = ServerService(factory, settings.shutdownGrace)
+    server = buildServer(options["settings"], options["endpoints"])
     server.handleSignals = True
     service: MultiService = server
     if options["log-format"] == "json":
         destination = logDestination(getattr(options, "parent", None))
         service = JSONLoggingService(JSONLinesObserver(destination))
         server.setServiceParent(service)
-    for description, endpoint in options["endpoints"]:
-        listener = ListeningService(description, endpoint, factory)  # type: ignore[arg-type]
-        listener.setServiceParent(server)
+    pool = addWorkers(server, options["workers"])
     if options["metrics"] is not None:
-        from nbecho.metrics import MetricsService, instrument, metricsSite
+        from nbecho.deploy.metrics import addMetrics
 
-        site = metricsSite(instrument(echoFactory))
-        MetricsService(
-            options["metrics"],
-            options["metricsEndpoint"],
-            site,  # type: ignore[arg-type]
-        ).setServiceParent(server)
-    addWorkers(server, options)
+        addMetrics(server, options["metrics"], options["metricsEndpoint"], pool)
     return service

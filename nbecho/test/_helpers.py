@@ -14,8 +14,9 @@ from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho.factory import EchoFactory, EchoSettings
+from nbecho.factory import EchoFactory
 from nbecho.protocol import EchoProtocol
+from nbecho.settings import EchoSettings
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40000)
 
@@ -62,7 +63,7 @@ def connect(
     Build a protocol the way a listening port would and connect it.
     """
     if factory is None:
-        factory = EchoFactory(settings)
+        factory = EchoFactory(settings, Clock())
     proto = factory.buildProtocol(PEER)
     assert isinstance(proto, EchoProtocol)
     transport = RecordingTransport(peer)

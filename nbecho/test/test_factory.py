@@ -9,8 +9,10 @@ import attrs
 from twisted.internet.error import ConnectionLost
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho.factory import FRAMINGS, EchoFactory, EchoSettings
-from nbecho.protocol import EchoProtocol, LineEchoProtocol
+from nbecho.factory import PROTOCOLS, EchoFactory
+from nbecho.settings import FRAMINGS, EchoSettings
+from nbecho.lines import LineEchoProtocol
+from nbecho.protocol import EchoProtocol
 from nbecho.test._helpers import connect, disconnect
 
 

@@ -1,5 +1,5 @@
 """
-Tests for L{nbecho._jsonlog}: JSON lines, where they go, and how the
+Tests for L{nbecho.logs.jsonlog}: JSON lines, where they go, and how the
 observer reaches twistd.
 """
 
@@ -15,8 +15,8 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python.logfile import LogFile
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho._jsonlog import JSONLinesObserver, JSONLoggingService
-from nbecho._textlog import logDestination
+from nbecho.logs.jsonlog import JSONLinesObserver, JSONLoggingService
+from nbecho.logs.textlog import logDestination
 from nbecho.tap import Options, makeService
 
 

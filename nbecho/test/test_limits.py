@@ -14,7 +14,8 @@ from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho.factory import EchoFactory, EchoSettings
+from nbecho.factory import EchoFactory
+from nbecho.settings import EchoSettings
 from nbecho.limits import (
     MAX_CONNECTIONS,
     MAX_PER_PEER,

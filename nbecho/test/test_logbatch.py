@@ -1,5 +1,5 @@
 """
-Tests for L{nbecho._logbatch}: the messages of one chunk logged as one event
+Tests for L{nbecho.logs.batch}: the messages of one chunk logged as one event
 with the same content as one event per message.
 """
 
@@ -23,10 +23,11 @@ from twisted.logger import (
 )
 from twisted.trial.unittest import TestCase
 
-from nbecho._escape import escapeMessage
-from nbecho._jsonlog import JSONLinesObserver
-from nbecho._logbatch import escapeBodies, info, logMessages
-from nbecho.factory import EchoFactory, EchoSettings
+from nbecho.logs.escape import escapeMessage
+from nbecho.logs.jsonlog import JSONLinesObserver
+from nbecho.logs.batch import escapeBodies, info, logMessages
+from nbecho.factory import EchoFactory
+from nbecho.settings import EchoSettings
 
 _bodies = st.lists(
     st.one_of(

@@ -1,5 +1,5 @@
 """
-Tests for L{nbecho.metrics}: what the collector reports from L{EchoStats},
+Tests for L{nbecho.deploy.metrics}: what the collector reports from L{EchoStats},
 and the message size histogram taken only when metrics are on.
 """
 
@@ -12,10 +12,12 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho._logbatch import messageEvents
-from nbecho.factory import EchoFactory, EchoSettings
-from nbecho.metrics import StatsCollector, instrument
-from nbecho.protocol import EchoProtocol, LineEchoProtocol
+from nbecho.logs.batch import messageEvents
+from nbecho.factory import EchoFactory
+from nbecho.settings import EchoSettings
+from nbecho.deploy.metrics import StatsCollector, instrument
+from nbecho.lines import LineEchoProtocol
+from nbecho.protocol import EchoProtocol
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40000)
 

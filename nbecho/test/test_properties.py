@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho.factory import EchoSettings
+from nbecho.settings import EchoSettings
 from nbecho.protocol import EchoProtocol
 from nbecho.test._helpers import RecordingTransport, connect
 

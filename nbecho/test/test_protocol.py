@@ -12,7 +12,7 @@ from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from nbecho import protocol
-from nbecho.factory import EchoSettings
+from nbecho.settings import EchoSettings
 from nbecho.test._helpers import FakeTime, LogTestCase, connect, disconnect
 
 

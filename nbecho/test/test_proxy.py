@@ -1,5 +1,5 @@
 """
-Tests for L{nbecho._proxy}: the echo protocol behind a PROXY header starts
+Tests for L{nbecho.deploy.proxy}: the echo protocol behind a PROXY header starts
 with the client's own address, and half-close reaches it.
 """
 
@@ -14,7 +14,7 @@ from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho._proxy import (
+from nbecho.deploy.proxy import (
     ProxiedConnection,
     ProxiedEndpoint,
     ProxiedFactory,

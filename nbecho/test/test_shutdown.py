@@ -1,5 +1,5 @@
 """
-Tests for L{nbecho._shutdown} and L{nbecho._rlimit}: the graceful stop and
+Tests for L{nbecho.service} and L{nbecho._rlimit}: the graceful stop and
 the open file limit.
 """
 
@@ -14,7 +14,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from nbecho import _rlimit
-from nbecho._shutdown import ServerService
+from nbecho.service import ServerService
 from nbecho.test.test_limits import Harness, captureLog, tcp, texts
 
 

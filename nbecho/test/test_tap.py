@@ -1,5 +1,5 @@
 """
-Tests for L{nbecho.tap} and L{nbecho._service}: the C{twistd nbecho}
+Tests for L{nbecho.tap} and L{nbecho.listening}: the C{twistd nbecho}
 options, the service they build, and listening with its C{Ready?} line.
 """
 
@@ -28,8 +28,9 @@ from twisted.plugin import getPlugins
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from nbecho._service import ListenFailed, ListeningService
-from nbecho.factory import EchoFactory, EchoSettings
+from nbecho.listening import ListenFailed, ListeningService
+from nbecho.factory import EchoFactory
+from nbecho.settings import EchoSettings
 from nbecho.limits import LimitingFactory
 from nbecho.tap import Options, makeService
 from nbecho.test._helpers import captureLogs, logLines

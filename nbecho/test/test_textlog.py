@@ -1,5 +1,5 @@
 """
-Tests for L{nbecho._textlog}: the same log lines as twistd's text observer,
+Tests for L{nbecho.logs.textlog}: the same log lines as twistd's text observer,
 made faster, and its installation as twistd's C{--logger}.
 """
 
@@ -24,8 +24,8 @@ from twisted.python.failure import Failure
 from twisted.scripts._twistd_unix import ServerOptions
 from twisted.trial.unittest import TestCase
 
-from nbecho import _textlog
-from nbecho._textlog import fastClassicFormat, fastTextFileLogObserver, observerFactory
+from nbecho.logs import textlog as _textlog
+from nbecho.logs.textlog import fastClassicFormat, fastTextFileLogObserver, observerFactory
 
 
 def _event(format: Any, **fields: Any) -> LogEvent:

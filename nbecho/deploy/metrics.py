@@ -7,27 +7,34 @@ done per message.  The one new measurement, the histogram of message sizes,
 is taken by a protocol subclass used only when metrics are on: without
 C{--metrics} the protocol classes and their fast paths are untouched.
 
-Every factory gets its own L{CollectorRegistry}, so several services in one
-process (or in one test run) never mix their numbers.
+Every server gets its own L{CollectorRegistry}, so several services in one
+process (or in one test run) never mix their numbers.  With C{--workers},
+each scrape first asks the worker processes for their totals, so that every
+scrape reports the whole server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import attrs
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram
+from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.twisted import MetricsResource
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from nbecho._address import formatAddress
-from nbecho._service import ListeningService
-from nbecho.factory import EchoFactory, EchoSettings, EchoStats
+from nbecho.deploy.workers import WorkerPool
+from nbecho.listening import ListeningService
 from nbecho.protocol import EchoProtocol
+from nbecho.service import ServerService
+from nbecho.settings import EchoSettings
+from nbecho.stats import EchoStats
 
 log = Logger(namespace="nbecho")
 
@@ -39,13 +46,13 @@ SIZE_BUCKETS = (1, 8, 64, 256, 1024, 4096, 16384, 65536, float("inf"))
 @attrs.frozen(eq=False)
 class StatsCollector:
     """
-    The totals of one factory, read at scrape time.
+    The totals of one server, read at scrape time.
     """
 
-    stats: EchoStats
+    totals: Callable[[], EchoStats]
 
     def collect(self) -> Iterator[Metric]:
-        stats = self.stats
+        stats = self.totals()
         yield GaugeMetricFamily(
             "nbecho_connections_open",
             "Client connections open now.",
@@ -107,13 +114,14 @@ def _measuring(
     return Measuring
 
 
-def instrument(factory: EchoFactory) -> CollectorRegistry:
+def instrument(server: ServerService) -> CollectorRegistry:
     """
-    Measure C{factory}'s connections from now on and return the registry
+    Measure C{server}'s connections from now on and return the registry
     that holds its metrics.
     """
+    factory = server.factory
     registry = CollectorRegistry()
-    registry.register(StatsCollector(factory.stats))
+    registry.register(StatsCollector(server.totals))
     sizes = Histogram(
         "nbecho_message_size_bytes",
         "Size of each message received, terminator excluded.",
@@ -128,12 +136,48 @@ def instrument(factory: EchoFactory) -> CollectorRegistry:
     return registry
 
 
-def metricsSite(registry: CollectorRegistry) -> Site:
+class MetricsPage(Resource):
+    """
+    C{registry} in Prometheus text format, once C{refresh} has fired: the
+    worker processes' totals are fetched for every scrape.
+    """
+
+    isLeaf = True
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        refresh: Callable[[], Deferred[Any]] = lambda: succeed(None),
+    ) -> None:
+        super().__init__()
+        self.registry = registry
+        self.refresh = refresh
+
+    def render_GET(self, request: Request) -> Any:
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def render(_: object) -> None:
+            if gone:
+                return
+            output = generate_latest(self.registry)
+            request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
+            request.write(output)
+            request.finish()
+
+        self.refresh().addCallback(render)
+        return NOT_DONE_YET
+
+
+def metricsSite(
+    registry: CollectorRegistry,
+    refresh: Callable[[], Deferred[Any]] = lambda: succeed(None),
+) -> Site:
     """
     A web site serving C{registry} at C{/metrics} in Prometheus text format.
     """
     root = Resource()
-    root.putChild(b"metrics", MetricsResource(registry))
+    root.putChild(b"metrics", MetricsPage(registry, refresh))
     site = _QuietSite(root)
     site.noisy = False
     return site
@@ -165,3 +209,20 @@ class MetricsService(ListeningService):
             nbecho_event="metrics_ready",
         )
         return port
+
+
+def addMetrics(
+    server: ServerService,
+    description: str,
+    endpoint: IStreamServerEndpoint,
+    workers: WorkerPool | None = None,
+) -> MetricsService:
+    """
+    Serve C{server}'s metrics on C{endpoint} while it runs, counting the
+    totals of C{workers} too.
+    """
+    refresh = workers.refresh if workers is not None else (lambda: succeed(None))
+    site = metricsSite(instrument(server), refresh)
+    service = MetricsService(description, endpoint, site)
+    service.setServiceParent(server)
+    return service

@@ -5,7 +5,7 @@ twistd picks its log observer after the plugin has made its service, from
 C{--logger}, else from an L{ILogObserver} component of the application, else
 from C{--logfile}.  The plugin's service puts a JSON observer on the
 application as it is attached to it, writing where twistd would
-(L{nbecho._textlog.logDestination}: C{--logfile} with its rotation, or
+(L{nbecho.logs.textlog.logDestination}: C{--logfile} with its rotation, or
 stdout), and an explicit C{--logger} still wins.
 
 Lines are Twisted's own JSON events (L{twisted.logger.eventAsJSON}, readable
@@ -28,7 +28,7 @@ from twisted.logger import (
 from twisted.python.components import Componentized
 from zope.interface import implementer
 
-from nbecho._logbatch import messageEvents
+from nbecho.logs.batch import messageEvents
 
 #: The values --log-format takes.
 LOG_FORMATS = ("text", "json")

@@ -1,6 +1,6 @@
 """
 The benchmark's baseline echo servers, each run as its own process by
-L{nbecho.bench}: C{python -m nbecho._benchservers NAME}.
+L{nbecho.bench}: C{python -m nbecho.bench.servers NAME}.
 
 Each listens on a free port of 127.0.0.1, prints C{PORT <number>} on standard
 output and serves until terminated.  They are the simplest correct echo
@@ -106,7 +106,7 @@ SERVERS: dict[str, Callable[[], None]] = {
 def main() -> None:
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     if name not in SERVERS:
-        raise SystemExit(f"usage: python -m nbecho._benchservers {'|'.join(SERVERS)}")
+        raise SystemExit(f"usage: python -m nbecho.bench.servers {'|'.join(SERVERS)}")
     SERVERS[name]()
 
 

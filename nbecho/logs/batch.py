@@ -17,7 +17,7 @@ from time import time
 
 from twisted.logger import LogEvent, Logger, LogLevel
 
-from nbecho._escape import LOG_LIMIT, escapeMessage
+from nbecho.logs.escape import LOG_LIMIT, escapeMessage
 
 #: Bytes that escaping leaves as they are (printable ASCII but the
 #: backslash), and LF, which separates messages.

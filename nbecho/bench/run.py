@@ -5,7 +5,7 @@ Benchmark nbecho against the echo servers people would otherwise run.
 
 Every server runs in its own process (pinned to one core when the machine
 has two or more), and stays up for the whole run; load generator processes
-(L{nbecho._benchload}, pinned to the other cores) drive it over C
+(L{nbecho.bench.load}, pinned to the other cores) drive it over C
 connections with S-byte lines, ping-pong (one message in flight per
 connection) and pipelined (C{--depth} in flight), and check every byte that
 comes back.  Rounds go through the servers in turn, so that a noisy,
@@ -36,8 +36,8 @@ from typing import IO, Any
 
 import attrs
 
-from nbecho._benchproc import cpuSeconds, processTree
-from nbecho._benchreport import MODES, formatTable, summarize, writeChart
+from nbecho.bench.proc import cpuSeconds, processTree
+from nbecho.bench.report import MODES, formatTable, summarize, writeChart
 
 _TWISTD = (
     "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
@@ -79,7 +79,7 @@ def _nbecho(
 
 
 def _baseline(name: str, python: str, which: str) -> ServerSpec:
-    return ServerSpec(name, (python, "-m", "nbecho._benchservers", which))
+    return ServerSpec(name, (python, "-m", "nbecho.bench.servers", which))
 
 
 def _hasModule(python: str, module: str) -> bool:
@@ -245,7 +245,7 @@ def measure(
             "depth": depth,
         }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nbecho._benchload", json.dumps(config)],
+            [sys.executable, "-m", "nbecho.bench.load", json.dumps(config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

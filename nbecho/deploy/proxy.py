@@ -126,6 +126,10 @@ class ProxiedConnection(HAProxyProtocolWrapper):
             super().connectionLost(reason)
             return
         self.factory.unregisterProtocol(self)
+        # The echo protocol never started: give its slot back all the same.
+        release = getattr(self.factory.wrappedFactory, "release", None)
+        if release is not None:
+            release(self.wrappedProtocol)
         log.warn(
             "No valid PROXY header from {peer}: closed",
             peer=formatAddress(self.transport.getPeer() if self.transport else None),

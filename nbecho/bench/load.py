@@ -2,7 +2,7 @@
 The benchmark's load generator: one process driving C connections to an echo
 server, checking every byte that comes back.
 
-Run by L{nbecho.bench} as C{python -m nbecho._benchload CONFIG-JSON}.  It
+Run by L{nbecho.bench} as C{python -m nbecho.bench.load CONFIG-JSON}.  It
 talks to its parent over standard input and output: it connects, prints
 C{ready}, reads C{go T1 T2} (monotonic clock times: the measured window),
 keeps C{depth} messages in flight on every connection until C{T2}, waits for

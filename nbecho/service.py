@@ -1,5 +1,7 @@
 """
-The whole server as one service: file limit at start, and a graceful stop.
+The whole server as one service: its listeners, the file limit at start,
+and a graceful stop.  L{buildServer} makes it from settings and endpoints;
+twistd's process and every worker process call it.
 
 twistd stops the application from a "before shutdown" trigger and waits
 for the L{Deferred} that C{stopService} returns, so the drain below delays
@@ -10,16 +12,24 @@ period is over).
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, Optional
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.interfaces import IReactorCore, IReactorTime
+from twisted.internet.interfaces import (
+    IReactorCore,
+    IReactorTime,
+    IStreamServerEndpoint,
+)
 from twisted.logger import Logger
 
 from nbecho._rlimit import raiseFileLimit
-from nbecho.limits import LimitingFactory
+from nbecho.factory import EchoFactory
+from nbecho.listening import ListeningService
+from nbecho.settings import EchoSettings
+from nbecho.stats import EchoStats
 
 log = Logger(namespace="nbecho")
 
@@ -28,7 +38,7 @@ SHUTDOWN = "server shutting down"
 
 class ServerService(MultiService):
     """
-    The listening services of one server, sharing one L{LimitingFactory}.
+    The listening services of one server, sharing one L{EchoFactory}.
 
     Stopping it stops accepting at once, asks every open connection to send
     back what it has read (a partial line too) and close, waits for them up
@@ -37,13 +47,15 @@ class ServerService(MultiService):
     @ivar handleSignals: make SIGTERM and SIGINT stop the server with exit
         status 0 (twistd would otherwise re-raise the signal at exit, and a
         supervisor reads that as a crash).
+    @ivar statsSources: callables whose totals add to this process's own
+        (the worker processes').
     """
 
     handleSignals = False
 
     def __init__(
         self,
-        factory: LimitingFactory,
+        factory: EchoFactory,
         grace: float,
         clock: Optional[IReactorTime] = None,
     ) -> None:
@@ -57,9 +69,19 @@ class ServerService(MultiService):
         assert clock is not None
         self.clock = clock
         self._signalled = False
+        self.statsSources: list[Callable[[], EchoStats]] = []
+
+    def totals(self) -> EchoStats:
+        """
+        The totals of the whole server, worker processes included.
+        """
+        stats = self.factory.stats
+        for source in self.statsSources:
+            stats = stats + source()
+        return stats
 
     def privilegedStartService(self) -> None:
-        raiseFileLimit(self.factory.maxConnections)
+        raiseFileLimit(self.factory.settings.maxConnections)
         super().privilegedStartService()
 
     def startService(self) -> None:
@@ -111,10 +133,10 @@ class ServerService(MultiService):
         C{grace} seconds.
         """
         factory = self.factory
-        for protocol in list(factory.protocols):
-            protocol.finish(SHUTDOWN)
+        for connection in list(factory.connections):
+            connection.finish(SHUTDOWN)
         empty = factory.whenEmpty()
-        if not factory.protocols:
+        if not factory.connections:
             return empty
         cut = self.clock.callLater(self.grace, self._graceOver)
         empty.addBoth(_cancelling(cut))
@@ -124,17 +146,17 @@ class ServerService(MultiService):
         log.warn(
             "Shutdown grace of {grace:g}s is over: cutting {count} connections",
             grace=self.grace,
-            count=len(self.factory.protocols),
+            count=len(self.factory.connections),
             nbecho_event="shutdown_cut",
         )
         self._cut("cut after the shutdown grace")
 
     def _cut(self, why: str) -> None:
-        for protocol in list(self.factory.protocols):
-            protocol.abortConnection(why)
+        for connection in list(self.factory.connections):
+            connection.cut(why)
 
     def _logTotals(self) -> None:
-        stats = self.factory.wrappedFactory.stats
+        stats = self.totals()
         refused = stats.refused
         log.info(
             "nbecho stopped: {connections} connections, {messages} messages, "
@@ -150,6 +172,23 @@ class ServerService(MultiService):
             ),
             nbecho_event="stopped",
         )
+
+
+def buildServer(
+    settings: EchoSettings,
+    endpoints: Sequence[tuple[str, IStreamServerEndpoint]],
+    clock: Optional[IReactorTime] = None,
+) -> ServerService:
+    """
+    The echo server: one factory for all of C{endpoints}, each listened on
+    by its own L{ListeningService} (named by its description), stopped
+    gracefully within C{settings.shutdownGrace}.
+    """
+    factory = EchoFactory(settings, clock)
+    server = ServerService(factory, settings.shutdownGrace, clock)
+    for description, endpoint in endpoints:
+        ListeningService(description, endpoint, factory).setServiceParent(server)
+    return server
 
 
 def _cancelling(call: Any) -> Any:

@@ -1,0 +1,3 @@
+"""
+The benchmark: C{python -m nbecho.bench} (see L{nbecho.bench.run}).
+"""

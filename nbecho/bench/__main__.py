@@ -1,0 +1,3 @@
+from nbecho.bench.run import main
+
+raise SystemExit(main())

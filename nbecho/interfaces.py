@@ -1,0 +1,40 @@
+"""
+What the factory and the server service ask of one open connection.
+
+Shutdown and the limits work on every connection the factory admitted or
+refused, whatever protocol serves it; this interface is all they rely on.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Interface
+
+
+class IEchoConnection(Interface):
+    """
+    One open client connection, as the server as a whole sees it.
+    """
+
+    def finish(why: str) -> None:
+        """
+        Send back whatever was read and not yet echoed, then close: the end
+        of a client's input and a server shutting down both lose nothing
+        the server accepted.
+
+        @param why: the reason, for the connection's close line.
+        """
+
+    def close(why: str) -> None:
+        """
+        Close once everything already queued for the client is sent.
+
+        @param why: the reason, for the connection's close line.
+        """
+
+    def cut(why: str) -> None:
+        """
+        Close at once, dropping output not yet sent: the grace period of a
+        shutdown is over, or the client never finished closing.
+
+        @param why: the reason, added to the connection's close line.
+        """

@@ -1,0 +1,127 @@
+"""
+Line framing: a message is a line ending in LF or CRLF.
+
+Telnet, nc and the bundled client all send lines; a line may arrive in
+pieces or many to one read, so L{LineEchoProtocol} buffers a partial line
+(up to C{--max-line-length}) and echoes complete lines, terminators
+included, in one write per read.
+"""
+
+from __future__ import annotations
+
+from twisted.logger import Logger
+
+from nbecho.protocol import EchoProtocol, withoutTerminator
+
+log = Logger(namespace="nbecho")
+
+
+class LineEchoProtocol(EchoProtocol):
+    """
+    Echo lines ending in LF (CRLF too): all complete lines of one chunk go
+    back in one write, terminators included; a partial line waits for the
+    rest, up to C{maxLineLength} bytes.
+    """
+
+    delimiter = b"\n"
+    _buffer = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.resetTimeout()
+        self.bytesIn += len(data)
+        if self._buffer:
+            data = self._buffer + data
+            self._buffer = b""
+        end = data.rfind(b"\n") + 1
+        if end:
+            complete = data[:end]
+            if not self._echoLines(complete):
+                return
+            data = data[end:]
+        if data:
+            if _bodyLength(data) > self.settings.maxLineLength:
+                self._lineTooLong(len(data))
+                return
+            self._buffer = data
+
+    def _echoLines(self, complete: bytes) -> bool:
+        """
+        Echo the complete lines in C{complete}; return C{False} when one of
+        them ended the connection.
+        """
+        settings = self.settings
+        exitWord = settings.exitWord
+        # A too-long line is at least maxLineLength + 1 bytes and its LF.
+        mayEnd = (exitWord and exitWord in complete) or (
+            len(complete) > settings.maxLineLength + 1
+        )
+        if not mayEnd and settings.quiet:
+            # No line can end the connection and none is logged: skip the split.
+            self.counted(complete.count(b"\n"))
+            self.echo(complete)
+            return True
+        lines = complete.split(b"\n")
+        lines.pop()
+        if not mayEnd and b"\r" not in complete:
+            # Every line is a plain message: log them without a loop here.
+            self.messagesRead(lines)
+            self.echo(complete)
+            return True
+        bodies: list[bytes] = []
+        for line in lines:
+            body = line[:-1] if line.endswith(b"\r") else line
+            if len(body) > settings.maxLineLength:
+                self._echoFirst(lines, bodies)
+                self._lineTooLong(len(body))
+                return False
+            bodies.append(body)
+            if exitWord and body == exitWord:
+                self._echoFirst(lines, bodies)
+                self.close("exit word")
+                return False
+        self.messagesRead(bodies)
+        self.echo(complete)
+        return True
+
+    def _echoFirst(self, lines: list[bytes], bodies: list[bytes]) -> None:
+        """
+        Echo the lines before the one that ends the connection.
+        """
+        if bodies:
+            self.messagesRead(bodies)
+            self.echo(b"".join(line + b"\n" for line in lines[: len(bodies)]))
+
+    def _lineTooLong(self, length: int) -> None:
+        limit = self.settings.maxLineLength
+        log.warn(
+            "Line too long from {peer}: {length} bytes, limit {limit}",
+            peer=self.peer,
+            length=length,
+            limit=limit,
+            nbecho_event="line_too_long",
+        )
+        self._buffer = b""
+        # Counted as sent: the close line says what the client received.
+        self.echo(b"error: line too long (limit %d bytes)\n" % (limit,))
+        self.close("line too long")
+
+    def finish(self, why: str) -> None:
+        """
+        A partial line left when the client stops sending (or the server
+        stops) is its last message: echo it before closing, so nothing the
+        client sent is lost.
+        """
+        if self._buffer and not self.closing:
+            rest, self._buffer = self._buffer, b""
+            self.messagesRead([withoutTerminator(rest)])
+            self.echo(rest)
+        super().finish(why)
+
+
+def _bodyLength(partial: bytes) -> int:
+    """
+    The length of a partial line without a CR that may be the start of CRLF.
+    """
+    return len(partial) - 1 if partial.endswith(b"\r") else len(partial)
