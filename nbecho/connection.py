@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from typing import Protocol as Structural
 
 from twisted.internet.interfaces import (
     IDelayedCall,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 log = Logger(namespace="nbecho")
 
 
-class ConnectionOwner:
+class ConnectionOwner(Structural):
     """
     What a L{Connection} needs from the factory that built it (an
     L{nbecho.factory.EchoFactory}), spelled out for the type checker.
@@ -46,8 +47,7 @@ class ConnectionOwner:
     settings: EchoSettings
     clock: Any
 
-    def release(self, connection: Connection) -> None:
-        raise NotImplementedError()
+    def release(self, connection: Connection) -> None: ...
 
 
 @implementer(IHalfCloseableProtocol, IEchoConnection)

@@ -11,7 +11,7 @@ can drain them, and adds up their counts for the totals.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
@@ -99,7 +99,7 @@ class EchoFactory(ServerFactory):
         if clock is None:
             from twisted.internet import reactor
 
-            clock = reactor  # type: ignore[assignment]
+            clock = reactor
         self.clock: Any = clock
         self.protocol = PROTOCOLS[self.settings.framing]  # type: ignore[assignment]
         self.connections: set[Connection] = set()
@@ -120,7 +120,7 @@ class EchoFactory(ServerFactory):
             and self.perPeer.get(key, 0) >= settings.maxPerPeer
         ):
             return self._refuse(addr, MAX_PER_PEER, settings.maxPerPeer)
-        protocol: Connection = self.protocol()
+        protocol = cast("type[Connection]", self.protocol)()
         protocol.factory = self
         self.open += 1
         self._closed.connectionsTotal += 1

@@ -15,7 +15,7 @@ class IEchoConnection(Interface):
     One open client connection, as the server as a whole sees it.
     """
 
-    def finish(why: str) -> None:
+    def finish(why: str) -> None:  # noqa: N805 - zope.interface: no self
         """
         Send back whatever was read and not yet echoed, then close: the end
         of a client's input and a server shutting down both lose nothing
@@ -24,14 +24,14 @@ class IEchoConnection(Interface):
         @param why: the reason, for the connection's close line.
         """
 
-    def close(why: str) -> None:
+    def close(why: str) -> None:  # noqa: N805 - zope.interface: no self
         """
         Close once everything already queued for the client is sent.
 
         @param why: the reason, for the connection's close line.
         """
 
-    def cut(why: str) -> None:
+    def cut(why: str) -> None:  # noqa: N805 - zope.interface: no self
         """
         Close at once, dropping output not yet sent: the grace period of a
         shutdown is over, or the client never finished closing.

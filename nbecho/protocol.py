@@ -52,7 +52,7 @@ class EchoProtocol(Connection):
     for the server's totals, so the hot path counts everything once.
     """
 
-    transport: IStreamTransport  # type: ignore[assignment]
+    transport: IStreamTransport
     messages = 0
     bytesIn = 0
     bytesOut = 0

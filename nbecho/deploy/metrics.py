@@ -19,8 +19,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram
-from prometheus_client import generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
@@ -223,6 +227,6 @@ def addMetrics(
     """
     refresh = workers.refresh if workers is not None else (lambda: succeed(None))
     site = metricsSite(instrument(server), refresh)
-    service = MetricsService(description, endpoint, site)
+    service = MetricsService(description, endpoint, site)  # type: ignore[arg-type]
     service.setServiceParent(server)
     return service

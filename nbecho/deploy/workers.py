@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -30,19 +29,13 @@ import attrs
 from twisted.application.service import Service
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.endpoints import AdoptedStreamServerEndpoint
-from twisted.logger import (
-    Logger,
-    eventFromJSON,
-    globalLogBeginner,
-    globalLogPublisher,
-    jsonFileLogObserver,
-)
+from twisted.logger import Logger, eventFromJSON, globalLogPublisher
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from nbecho.deploy.worker import LOG_FD, STATS_KEY, STATS_REQUEST, settingsToJSON
 from nbecho.listening import ListeningService
-from nbecho.service import ServerService, buildServer
+from nbecho.service import ServerService
 from nbecho.settings import EchoSettings
 from nbecho.stats import EchoStats
 
@@ -50,9 +43,6 @@ log = Logger(namespace="nbecho")
 
 #: Endpoint types whose listening socket a worker can share as it is.
 SHAREABLE = ("tcp:", "tcp6:", "unix:", "systemd:")
-
-#: The child's file descriptor for its log pipe; listening sockets follow.
-_LOG_FD = 3
 
 #: Seconds a worker gets to stop after SIGTERM before it is killed.
 STOP_TIMEOUT = 30.0
@@ -66,11 +56,6 @@ STABLE_AFTER = 30.0
 
 #: Seconds a metrics scrape waits for the workers' totals.
 STATS_TIMEOUT = 1.0
-
-#: What twistd's process writes to a worker's stdin to ask for its totals,
-#: and the key of the worker's answer on its log pipe.
-STATS_REQUEST = b"stats\n"
-STATS_KEY = "nbecho_worker_stats"
 
 
 def checkWorkers(text: str, listen: Sequence[str]) -> int:
@@ -103,18 +88,6 @@ def shareLimits(settings: EchoSettings, workers: int) -> EchoSettings:
     return attrs.evolve(settings, maxConnections=max(1, limit // workers))
 
 
-def settingsToJSON(settings: EchoSettings) -> str:
-    fields = attrs.asdict(settings)
-    fields["exitWord"] = settings.exitWord.hex()
-    return json.dumps(fields)
-
-
-def settingsFromJSON(text: str) -> EchoSettings:
-    fields = json.loads(text)
-    fields["exitWord"] = bytes.fromhex(fields["exitWord"])
-    return EchoSettings(**fields)
-
-
 class _WorkerProtocol(protocol.ProcessProtocol):
     """
     One worker process seen from twistd's: its log events, its totals, its
@@ -131,7 +104,7 @@ class _WorkerProtocol(protocol.ProcessProtocol):
         self._partial = b""
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
-        if childFD != _LOG_FD:
+        if childFD != LOG_FD:
             return
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
@@ -234,9 +207,9 @@ class WorkerPool(Service):
     def startService(self) -> None:
         super().startService()
         sockets = self._sockets()
-        self._childFDs: dict[int, Any] = {0: "w", 1: 1, 2: 2, _LOG_FD: "r"}
+        self._childFDs: dict[int, Any] = {0: "w", 1: 1, 2: 2, LOG_FD: "r"}
         for index, (fd, _) in enumerate(sockets):
-            self._childFDs[_LOG_FD + 1 + index] = fd
+            self._childFDs[LOG_FD + 1 + index] = fd
         self._config = json.dumps(
             {
                 "settings": settingsToJSON(self.settings),
@@ -252,7 +225,7 @@ class WorkerPool(Service):
     def _start(self, number: int) -> None:
         self._restarts.pop(number, None)
         worker = _WorkerProtocol(number)
-        args = [sys.executable, "-m", "nbecho.deploy.workers", str(number)]
+        args = [sys.executable, "-m", "nbecho.deploy.worker", str(number)]
         transport = self.clock.spawnProcess(
             worker,
             sys.executable,
@@ -356,76 +329,3 @@ def addWorkers(server: ServerService, count: int) -> WorkerPool | None:
     pool.setServiceParent(server)
     server.statsSources.append(pool.stats)
     return pool
-
-
-class _Parent(protocol.Protocol):
-    """
-    twistd's process on the worker's standard input: a request for totals,
-    or the end of input when twistd's process goes away.
-    """
-
-    def __init__(self, server: ServerService, logFile: Any) -> None:
-        self.server = server
-        self.logFile = logFile
-
-    def dataReceived(self, data: bytes) -> None:
-        for _ in range(data.count(b"\n")):
-            self.sendStats()
-
-    def sendStats(self) -> None:
-        line = json.dumps({STATS_KEY: self.server.factory.stats.toJSON()})
-        self.logFile.write(line + "\n")
-
-    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
-        from twisted.internet import reactor as _reactor
-
-        reactor: Any = _reactor
-        if reactor.running:
-            reactor.stop()
-
-
-def runWorker(number: int, config: dict[str, Any]) -> None:
-    """
-    Serve the inherited sockets with the server L{buildServer} makes from
-    C{config}'s settings, logging to the pipe twistd's process reads.
-    """
-    logFile = os.fdopen(_LOG_FD, "w", buffering=1, encoding="utf-8")
-    globalLogBeginner.beginLoggingTo(
-        [jsonFileLogObserver(logFile)], redirectStandardIO=False
-    )
-    from twisted.internet import reactor as _reactor
-    from twisted.internet import stdio
-
-    reactor: Any = _reactor
-    settings = settingsFromJSON(config["settings"])
-    endpoints = [
-        (
-            description,
-            AdoptedStreamServerEndpoint(
-                reactor, _LOG_FD + 1 + i, socket.AddressFamily(family)
-            ),
-        )
-        for i, (description, family) in enumerate(config["listeners"])
-    ]
-    server = buildServer(settings, endpoints)
-    server.handleSignals = True
-    parent = _Parent(server, logFile)
-    stdio.StandardIO(parent, stdin=0, stdout=os.open(os.devnull, os.O_WRONLY))
-    server.privilegedStartService()
-    server.startService()
-    reactor.addSystemEventTrigger("before", "shutdown", server.stopService)
-    # The last totals, once every connection is closed: the shutdown line
-    # of twistd's process counts them.
-    reactor.addSystemEventTrigger("after", "shutdown", parent.sendStats)
-    reactor.run()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2 or not args[0].isdigit():
-        raise SystemExit("nbecho.deploy.workers: run by twistd nbecho --workers only")
-    runWorker(int(args[0]), json.loads(args[1]))
-
-
-if __name__ == "__main__":
-    main()

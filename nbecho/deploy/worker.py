@@ -1,0 +1,127 @@
+"""
+A worker process of C{--workers N}: the echo server on sockets inherited
+from twisted's process, with its log and totals sent back there.
+
+Started by L{nbecho.deploy.workers.WorkerPool} as C{python -m
+nbecho.deploy.worker NUMBER CONFIG}, where CONFIG is JSON: the server's
+settings and, for each inherited socket (file descriptors from 4 on), its
+listener's description and address family.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from twisted.internet import protocol
+from twisted.internet.endpoints import AdoptedStreamServerEndpoint
+from twisted.logger import globalLogBeginner, jsonFileLogObserver
+from twisted.python.failure import Failure
+
+from nbecho.service import ServerService, buildServer
+from nbecho.settings import EchoSettings
+
+#: The worker's file descriptor for its log pipe; listening sockets follow.
+LOG_FD = 3
+
+#: What twistd's process writes to a worker's stdin to ask for its totals,
+#: and the key of the worker's answer on its log pipe.
+STATS_REQUEST = b"stats\n"
+STATS_KEY = "nbecho_worker_stats"
+
+
+def settingsToJSON(settings: EchoSettings) -> str:
+    """
+    C{settings} as JSON (the exit word, any bytes, as hex).
+    """
+    fields = attrs.asdict(settings)
+    fields["exitWord"] = settings.exitWord.hex()
+    return json.dumps(fields)
+
+
+def settingsFromJSON(text: str) -> EchoSettings:
+    """
+    The settings L{settingsToJSON} wrote.
+    """
+    fields = json.loads(text)
+    fields["exitWord"] = bytes.fromhex(fields["exitWord"])
+    return EchoSettings(**fields)
+
+
+class _Parent(protocol.Protocol):
+    """
+    twistd's process on the worker's standard input: a request for totals,
+    or the end of input when twistd's process goes away.
+    """
+
+    def __init__(self, server: ServerService, logFile: Any) -> None:
+        self.server = server
+        self.logFile = logFile
+
+    def dataReceived(self, data: bytes) -> None:
+        for _ in range(data.count(b"\n")):
+            self.sendStats()
+
+    def sendStats(self) -> None:
+        line = json.dumps({STATS_KEY: self.server.factory.stats.toJSON()})
+        self.logFile.write(line + "\n")
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        from twisted.internet import reactor as _reactor
+
+        reactor: Any = _reactor
+        if reactor.running:
+            reactor.stop()
+
+
+def runWorker(number: int, config: dict[str, Any]) -> None:
+    """
+    Serve the inherited sockets with the server L{buildServer} makes from
+    C{config}'s settings, logging to the pipe twistd's process reads.
+    """
+    logFile = os.fdopen(LOG_FD, "w", buffering=1, encoding="utf-8")
+    globalLogBeginner.beginLoggingTo(
+        [jsonFileLogObserver(logFile)], redirectStandardIO=False
+    )
+    from twisted.internet import reactor as _reactor
+    from twisted.internet import stdio
+
+    reactor: Any = _reactor
+    settings = settingsFromJSON(config["settings"])
+    endpoints = [
+        (
+            description,
+            AdoptedStreamServerEndpoint(
+                reactor, LOG_FD + 1 + i, socket.AddressFamily(family)
+            ),
+        )
+        for i, (description, family) in enumerate(config["listeners"])
+    ]
+    server = buildServer(settings, endpoints)
+    server.handleSignals = True
+    parent = _Parent(server, logFile)
+    standardIO: Any = stdio.StandardIO
+    standardIO(parent, stdin=0, stdout=os.open(os.devnull, os.O_WRONLY))
+    server.privilegedStartService()
+    server.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", server.stopService)
+    # The last totals, once every connection is closed: the shutdown line
+    # of twistd's process counts them.
+    reactor.addSystemEventTrigger("after", "shutdown", parent.sendStats)
+    reactor.run()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2 or not args[0].isdigit():
+        raise SystemExit("nbecho.deploy.worker: run by twistd nbecho --workers only")
+    runWorker(int(args[0]), json.loads(args[1]))
+
+
+if __name__ == "__main__":
+    main()
