@@ -124,7 +124,7 @@ def test_loaderChecksEveryByte(corruptingServer: int) -> None:
         "depth": 1,
     }
     loader = subprocess.Popen(
-        [sys.executable, "-m", "nbecho._benchload", json.dumps(config)],
+        [sys.executable, "-m", "nbecho.bench.load", json.dumps(config)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
