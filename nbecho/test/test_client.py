@@ -31,17 +31,7 @@ from nbecho.client import (
     main,
     session,
 )
-
-
-class SocketTransport(StringTransport):
-    """
-    A L{StringTransport} that can be half-closed, like a TCP socket.
-    """
-
-    writeClosed = False
-
-    def loseWriteConnection(self) -> None:
-        self.writeClosed = True
+from nbecho.test._helpers import HalfCloseTransport
 
 
 class ConsoleTests(SynchronousTestCase):
@@ -54,7 +44,7 @@ class ConsoleTests(SynchronousTestCase):
         Wire a console to a connected server protocol, as L{session} does.
         """
         self.server = EchoClient()
-        self.socket = SocketTransport()
+        self.socket = HalfCloseTransport()
         self.server.makeConnection(self.socket)
         self.done: Deferred[None] = Deferred()
         self.console = Console(self.server, self.done, prompt)

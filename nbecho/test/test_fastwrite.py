@@ -8,64 +8,20 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import reactor as _reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFDSet
 from twisted.internet.protocol import (
-    ClientFactory,
     Protocol,
     ServerFactory,
-    connectionDone,
 )
 from twisted.internet.testing import StringTransport
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
-from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from nbecho import _fastwrite
 from nbecho._fastwrite import fastWriter
+from nbecho.test._helpers import Collector, loopbackPair
 
 reactor: Any = _reactor
-
-
-class _Server(Protocol):
-    """
-    Hand the connected server-side transport to the test.
-    """
-
-    def connectionMade(self) -> None:
-        self.factory.connected.callback(self)
-
-
-class _Collector(Protocol):
-    """
-    Keep every byte the client receives; fire C{done} when the server closes.
-    """
-
-    def __init__(self) -> None:
-        self.received = bytearray()
-        self.done: Deferred[bytes] = Deferred()
-        self.made: Deferred[None] = Deferred()
-        self.arrived: Deferred[None] | None = None
-        self.expect = 0
-
-    def connectionMade(self) -> None:
-        self.made.callback(None)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-        if self.arrived is not None and len(self.received) >= self.expect:
-            arrived, self.arrived = self.arrived, None
-            arrived.callback(None)
-
-    def waitFor(self, count: int) -> Deferred[None]:
-        self.expect = count
-        self.arrived = Deferred()
-        if len(self.received) >= count:
-            self.dataReceived(b"")
-        return self.arrived
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.done.callback(bytes(self.received))
 
 
 class FastWriterTCPTests(TestCase):
@@ -74,19 +30,8 @@ class FastWriterTCPTests(TestCase):
     of C{transport.write} still holds.
     """
 
-    async def connect(self) -> tuple[Any, _Collector]:
-        serverFactory = ServerFactory.forProtocol(_Server)
-        connected: Deferred[_Server] = Deferred()
-        serverFactory.connected = connected  # type: ignore[attr-defined]
-        port = reactor.listenTCP(0, serverFactory, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        client = _Collector()
-        clientFactory = ClientFactory.forProtocol(lambda: client)
-        connector = reactor.connectTCP("127.0.0.1", port.getHost().port, clientFactory)
-        self.addCleanup(connector.disconnect)
-        server = await connected
-        await client.made
-        return server.transport, client
+    async def connect(self) -> tuple[Any, Collector]:
+        return await loopbackPair(self, reactor)
 
     async def test_sendsAtOnce(self) -> None:
         """
@@ -210,7 +155,7 @@ class FallbackTests(TestCase):
         path reads gets the public C{write}, and echoes still arrive.
         """
         self.patch(_fastwrite, "_REQUIRED", (*_fastwrite._REQUIRED, "_gone"))
-        transport, client = await FastWriterTCPTests.connect(self)  # type: ignore[arg-type]
+        transport, client = await loopbackPair(self, reactor)
         write = fastWriter(transport)
         self.assertEqual(write, transport.write)
         write(b"public\n")

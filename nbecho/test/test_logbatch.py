@@ -13,7 +13,6 @@ from typing import cast
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import StringTransport
 from twisted.logger import (
     ILogObserver,
     LogEvent,
@@ -23,11 +22,11 @@ from twisted.logger import (
 )
 from twisted.trial.unittest import TestCase
 
+from nbecho.logs.batch import escapeBodies, info, logMessages
 from nbecho.logs.escape import escapeMessage
 from nbecho.logs.jsonlog import JSONLinesObserver
-from nbecho.logs.batch import escapeBodies, info, logMessages
-from nbecho.factory import EchoFactory
 from nbecho.settings import EchoSettings
+from nbecho.test._helpers import RecordingTransport, connect
 
 _bodies = st.lists(
     st.one_of(
@@ -97,13 +96,10 @@ class ProtocolBatchTests(TestCase):
         globalLogPublisher.addObserver(observer)
         self.addCleanup(globalLogPublisher.removeObserver, observer)
 
-    def connect(self, quiet: bool = False) -> StringTransport:
-        factory = EchoFactory(EchoSettings(quiet=quiet))
-        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5))
-        assert protocol is not None
-        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5))
-        protocol.makeConnection(transport)
-        self.protocol = protocol
+    def connect(self, quiet: bool = False) -> RecordingTransport:
+        self.protocol, transport = connect(
+            EchoSettings(quiet=quiet), peer=IPv4Address("TCP", "127.0.0.1", 5)
+        )
         return transport
 
     def messageEvents(self) -> list[LogEvent]:

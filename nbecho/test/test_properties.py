@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho.settings import EchoSettings
+from nbecho.factory import EchoFactory
 from nbecho.protocol import EchoProtocol
+from nbecho.settings import EchoSettings
 from nbecho.test._helpers import RecordingTransport, connect
 
 # Few examples each, no example database, no deadline: the whole unit suite
@@ -145,7 +146,9 @@ class IdentityTests(SynchronousTestCase):
         proto, _ = feed(echoSettings, chunks)
         partial = 1 if data and not data.endswith(b"\n") else 0
         self.assertEqual(proto.messages, data.count(b"\n") + partial)
-        self.assertEqual(proto.stats.messages, proto.messages)
+        factory = proto.factory
+        assert isinstance(factory, EchoFactory)
+        self.assertEqual(factory.stats.messages, proto.messages)
 
 
 class ModelTests(SynchronousTestCase):

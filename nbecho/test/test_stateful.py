@@ -1,7 +1,7 @@
 """
 A Hypothesis state machine for the framing: random interleavings of chunks,
 partial lines, over-long lines, the exit word and half-close, through the
-whole server stack (limits wrapper included), against a model small enough
+factory and the connection (lingering close included), against a model small enough
 to be obviously right.
 """
 
@@ -20,7 +20,7 @@ from hypothesis.stateful import (
 )
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho.test.test_limits import Harness
+from nbecho.test._helpers import Harness
 
 LIMIT = 12
 EXIT = b"exit"

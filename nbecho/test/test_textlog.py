@@ -25,7 +25,11 @@ from twisted.scripts._twistd_unix import ServerOptions
 from twisted.trial.unittest import TestCase
 
 from nbecho.logs import textlog as _textlog
-from nbecho.logs.textlog import fastClassicFormat, fastTextFileLogObserver, observerFactory
+from nbecho.logs.textlog import (
+    fastClassicFormat,
+    fastTextFileLogObserver,
+    observerFactory,
+)
 
 
 def _event(format: Any, **fields: Any) -> LogEvent:
