@@ -7,19 +7,18 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.internet.address import IPv4Address
-from twisted.internet.testing import StringTransport
+from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho.logs.batch import messageEvents
-from nbecho.factory import EchoFactory
-from nbecho.settings import EchoSettings
 from nbecho.deploy.metrics import StatsCollector, instrument
 from nbecho.lines import LineEchoProtocol
+from nbecho.logs.batch import messageEvents
 from nbecho.protocol import EchoProtocol
-
-PEER = IPv4Address("TCP", "127.0.0.1", 40000)
+from nbecho.service import ServerService, buildServer
+from nbecho.settings import EchoSettings
+from nbecho.stats import EchoStats
+from nbecho.test._helpers import attach, connect, disconnect, tcp
 
 
 def samples(registry: object) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -31,22 +30,28 @@ def samples(registry: object) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
     }
 
 
-def connect(factory: EchoFactory) -> tuple[EchoProtocol, StringTransport]:
-    protocol = factory.buildProtocol(PEER)
-    assert isinstance(protocol, EchoProtocol)
-    transport = StringTransport(peerAddress=PEER)
-    protocol.makeConnection(transport)
-    return protocol, transport
+def server(settings: EchoSettings | None = None) -> ServerService:
+    """
+    A server with no listener, its factory on a fake clock.
+    """
+    return buildServer(settings or EchoSettings(), [], Clock())
 
 
 class StatsCollectorTests(SynchronousTestCase):
     def test_countersFromStats(self) -> None:
         """Every counter of EchoStats is reported under its Prometheus name."""
-        factory = EchoFactory()
-        stats = factory.stats
-        stats.connectionsOpen, stats.connectionsTotal = 3, 7
-        stats.messages, stats.bytesIn, stats.bytesOut = 11, 120, 119
-        found = samples(instrument(factory))
+        echo = server()
+        factory = echo.factory
+        connections = [
+            connect(factory=factory, peer=tcp("10.0.0.1", n))[0] for n in range(7)
+        ]
+        # 11 messages, 119 bytes, on a connection that then closes.
+        connections[0].dataReceived(b"0123456789\n" * 10 + b"12345678\n")
+        for protocol in connections[:4]:
+            disconnect(protocol)
+        # One more byte in, not yet echoed, on one still open.
+        connections[4].dataReceived(b"p")
+        found = samples(instrument(echo))
         self.assertEqual(found["nbecho_connections_open", ()], 3)
         self.assertEqual(found["nbecho_connections_total", ()], 7)
         self.assertEqual(found["nbecho_messages_total", ()], 11)
@@ -55,9 +60,14 @@ class StatsCollectorTests(SynchronousTestCase):
 
     def test_refusalsByReason(self) -> None:
         """Each refusal reason in EchoStats.refused is one labelled counter."""
-        factory = EchoFactory()
-        registry = instrument(factory)
-        factory.stats.refused.update({"max-connections": 4, "max-per-peer": 2})
+        echo = server(EchoSettings(maxConnections=3, maxPerPeer=2))
+        registry = instrument(echo)
+        # Two of 10.0.0.1's four refused by --max-per-peer; 10.0.0.2 makes
+        # three open, so all of 10.0.0.3's four by --max-connections.
+        peers = [tcp("10.0.0.1", port) for port in range(4)] + [tcp("10.0.0.2")]
+        peers += [tcp("10.0.0.3", port) for port in range(4)]
+        for peer in peers:
+            attach(echo.factory, peer)
         found = samples(registry)
         self.assertEqual(
             found["nbecho_refusals_total", (("reason", "max-connections"),)], 4
@@ -68,17 +78,30 @@ class StatsCollectorTests(SynchronousTestCase):
 
     def test_readAtScrapeTime(self) -> None:
         """The collector holds no copy: a later scrape sees later counts."""
-        factory = EchoFactory()
-        collector = StatsCollector(factory.stats)
-        factory.stats.messages = 5
+        echo = server()
+        collector = StatsCollector(echo.totals)
+        protocol, _ = connect(factory=echo.factory)
+        protocol.dataReceived(b"1\n2\n3\n4\n5\n")
         (messages,) = (m for m in collector.collect() if m.name == "nbecho_messages")
         self.assertEqual(messages.samples[0].value, 5)
 
+    def test_countsStatsSources(self) -> None:
+        """A scrape reports the whole server, worker processes included."""
+        echo = server()
+        registry = instrument(echo)
+        echo.statsSources.append(lambda: EchoStats(messages=40, bytesIn=400))
+        protocol, _ = connect(factory=echo.factory)
+        protocol.dataReceived(b"a\n")
+        found = samples(registry)
+        self.assertEqual(found["nbecho_messages_total", ()], 41)
+        self.assertEqual(found["nbecho_received_bytes_total", ()], 402)
+
     def test_registryPerFactory(self) -> None:
         """Two instrumented factories report their own numbers, not a sum."""
-        one, two = EchoFactory(), EchoFactory()
+        one, two = server(), server()
         first, second = instrument(one), instrument(two)
-        one.stats.messages, two.stats.messages = 1, 2
+        connect(factory=one.factory)[0].dataReceived(b"a\n")
+        connect(factory=two.factory)[0].dataReceived(b"a\nb\n")
         self.assertEqual(samples(first)["nbecho_messages_total", ()], 1)
         self.assertEqual(samples(second)["nbecho_messages_total", ()], 2)
 
@@ -86,14 +109,16 @@ class StatsCollectorTests(SynchronousTestCase):
 class SizeHistogramTests(SynchronousTestCase):
     def test_offByDefault(self) -> None:
         """Without metrics the factory builds the plain protocol classes."""
-        self.assertIs(EchoFactory().protocol, LineEchoProtocol)
-        self.assertIs(EchoFactory(EchoSettings(framing="raw")).protocol, EchoProtocol)
+        self.assertIs(server().factory.protocol, LineEchoProtocol)
+        self.assertIs(
+            server(EchoSettings(framing="raw")).factory.protocol, EchoProtocol
+        )
 
     def test_quietLines(self) -> None:
         """With --quiet each line is still measured, and still not logged."""
-        factory = EchoFactory(EchoSettings(quiet=True))
-        registry = instrument(factory)
-        protocol, transport = connect(factory)
+        echo = server(EchoSettings(quiet=True))
+        registry = instrument(echo)
+        protocol, transport = connect(factory=echo.factory)
         with capturedLogs() as events:
             protocol.dataReceived(b"a\nbbbb\r\n" + b"c" * 100 + b"\npartial")
         self.assertEqual(transport.value(), b"a\nbbbb\r\n" + b"c" * 100 + b"\n")
@@ -106,9 +131,9 @@ class SizeHistogramTests(SynchronousTestCase):
 
     def test_loudLines(self) -> None:
         """Without --quiet each line is measured once and logged once."""
-        factory = EchoFactory()
-        registry = instrument(factory)
-        protocol, _ = connect(factory)
+        echo = server()
+        registry = instrument(echo)
+        protocol, _ = connect(factory=echo.factory)
         with capturedLogs() as events:
             protocol.dataReceived(b"one\ntwo\n")
         logged = [
@@ -121,18 +146,18 @@ class SizeHistogramTests(SynchronousTestCase):
 
     def test_exitWordStillCloses(self) -> None:
         """The exit word ends a measured connection exactly as an unmeasured one."""
-        factory = EchoFactory(EchoSettings(quiet=True))
-        instrument(factory)
-        protocol, transport = connect(factory)
+        echo = server(EchoSettings(quiet=True))
+        instrument(echo)
+        protocol, transport = connect(factory=echo.factory)
         protocol.dataReceived(b"x\nexit\nafter\n")
         self.assertEqual(transport.value(), b"x\nexit\n")
         self.assertTrue(transport.disconnecting)
 
     def test_rawChunks(self) -> None:
         """In raw framing each chunk is one message of its own size."""
-        factory = EchoFactory(EchoSettings(framing="raw"))
-        registry = instrument(factory)
-        protocol, _ = connect(factory)
+        echo = server(EchoSettings(framing="raw"))
+        registry = instrument(echo)
+        protocol, _ = connect(factory=echo.factory)
         protocol.dataReceived(b"\x00" * 300)
         found = samples(registry)
         self.assertEqual(found["nbecho_message_size_bytes_sum", ()], 300)

@@ -10,6 +10,7 @@ import struct
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
@@ -21,6 +22,7 @@ from nbecho.deploy.proxy import (
     proxiedFromString,
 )
 from nbecho.factory import EchoFactory
+from nbecho.service import ServerService
 
 BALANCER = IPv4Address("TCP", "127.0.0.1", 50000)
 V1 = b"PROXY TCP4 203.0.113.9 127.0.0.1 56324 9999\r\n"
@@ -37,7 +39,8 @@ def v2(source: str, sourcePort: int) -> bytes:
 
 class ProxiedConnectionTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.echo = EchoFactory()
+        self.clock = Clock()
+        self.echo = EchoFactory(clock=self.clock)
         connection = ProxiedFactory(self.echo).buildProtocol(BALANCER)
         assert isinstance(connection, ProxiedConnection)
         self.connection = connection
@@ -108,6 +111,18 @@ class ProxiedConnectionTests(SynchronousTestCase):
         self.assertEqual(self.transport.value(), b"")
         self.assertEqual(self.echo.stats.connectionsTotal, 0)
 
+    def test_stopBeforeHeader(self) -> None:
+        """A stopping server closes a client that has sent no header yet."""
+        service = ServerService(self.echo, 5, self.clock)
+        service.startService()
+        stopped = service.stopService()
+        self.clock.advance(5)
+        self.assertTrue(self.transport.disconnecting)
+        with capturedLogs():
+            self.connection.connectionLost()
+        self.successResultOf(stopped)
+        self.assertEqual(self.transport.value(), b"")
+
 
 class ProxiedFromStringTests(SynchronousTestCase):
     def test_haproxyPrefix(self) -> None:
@@ -115,7 +130,7 @@ class ProxiedFromStringTests(SynchronousTestCase):
         reactor = MemoryReactor()
         endpoint = proxiedFromString(reactor, "haproxy:tcp:0:interface=127.0.0.1")
         assert isinstance(endpoint, ProxiedEndpoint)
-        endpoint.listen(EchoFactory())
+        endpoint.listen(EchoFactory(clock=Clock()))
         ((port, factory, _, interface),) = reactor.tcpServers
         self.assertEqual((port, interface), (0, "127.0.0.1"))
         self.assertIsInstance(factory, ProxiedFactory)

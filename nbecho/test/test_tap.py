@@ -1,39 +1,25 @@
 """
-Tests for L{nbecho.tap} and L{nbecho.listening}: the C{twistd nbecho}
-options, the service they build, and listening with its C{Ready?} line.
+Tests for L{nbecho.tap}: the C{twistd nbecho} options and the service they
+build.
 """
 
 from __future__ import annotations
 
-import errno
-import socket
-
 from twisted.application.service import IServiceMaker, MultiService
-from twisted.internet import reactor
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import (
     TCP4ServerEndpoint,
     UNIXServerEndpoint,
-    serverFromString,
 )
-from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import (
-    IListeningPort,
-    IProtocolFactory,
-    IStreamServerEndpoint,
-)
-from twisted.internet.testing import RaisingMemoryReactor
 from twisted.plugin import getPlugins
-from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
-from zope.interface import implementer
+from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho.listening import ListenFailed, ListeningService
+from nbecho.deploy.workers import WorkerPool
 from nbecho.factory import EchoFactory
+from nbecho.listening import ListeningService
+from nbecho.service import ServerService
 from nbecho.settings import EchoSettings
-from nbecho.limits import LimitingFactory
 from nbecho.tap import Options, makeService
-from nbecho.test._helpers import captureLogs, logLines
 
 
 def portOf(service: ListeningService) -> int:
@@ -278,210 +264,45 @@ class MakeServiceTests(SynchronousTestCase):
             self.assertEqual(child.description, description)
             self.assertIs(child.endpoint, endpoint)
             self.assertIs(child.factory, children[0].factory)
+        self.assertIsInstance(service, ServerService)
         factory = children[0].factory
-        assert isinstance(factory, LimitingFactory)
-        assert isinstance(factory.wrappedFactory, EchoFactory)
-        self.assertEqual(factory.wrappedFactory.settings, options["settings"])
+        assert isinstance(factory, EchoFactory)
+        self.assertIs(factory, service.factory)  # type: ignore[attr-defined]
+        self.assertEqual(factory.settings, options["settings"])
 
-
-@implementer(IListeningPort)
-class FakePort:
-    """
-    A listening port that only remembers whether it still listens.
-    """
-
-    listening = True
-
-    def startListening(self) -> None:
-        self.listening = True
-
-    def stopListening(self) -> Deferred[None]:
-        self.listening = False
-        return succeed(None)
-
-    def getHost(self) -> IPv4Address:
-        return IPv4Address("TCP", "127.0.0.1", 4321)
-
-
-@implementer(IStreamServerEndpoint)
-class FakeEndpoint:
-    """
-    An endpoint whose C{listen} gives the result the test chose.
-    """
-
-    def __init__(self, result: Deferred[IListeningPort]) -> None:
-        self.result = result
-        self.factories: list[IProtocolFactory] = []
-
-    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
-        self.factories.append(factory)
-        return self.result
-
-
-class ListeningServiceTests(SynchronousTestCase):
-    """
-    L{ListeningService} with endpoints that listen, fail or never answer.
-    """
-
-    def test_listens(self) -> None:
+    def test_workersShareTheEchoListeners(self) -> None:
         """
-        Starting listens with the factory and logs C{Ready?} with the address
-        and the description; stopping stops listening.
+        With C{--workers 3} a pool of workers joins the server, gets the
+        echo listeners and the server's share of C{--max-connections}, and
+        its totals count in the server's.
         """
-        events = captureLogs(self)
-        port = FakePort()
-        endpoint = FakeEndpoint(succeed(port))
-        factory = EchoFactory()
-        service = ListeningService("tcp:4321", endpoint, factory)
-        service.privilegedStartService()
-        service.startService()
-        self.assertEqual(endpoint.factories, [factory])
-        self.assertIs(service.port, port)
+        options = parse(
+            "-l",
+            "tcp:0",
+            "-l",
+            "unix:/tmp/x.sock",
+            "--workers",
+            "3",
+            "--max-connections",
+            "10",
+        )
+        service = makeService(options)
+        assert isinstance(service, ServerService)
+        [pool] = [child for child in service if isinstance(child, WorkerPool)]
+        self.assertEqual(pool.count, 3)
+        self.assertEqual(pool.settings.maxConnections, 3)
+        self.assertEqual(service.factory.settings.maxConnections, 3)
         self.assertEqual(
-            logLines(events), ["Ready? nbecho listening on 127.0.0.1:4321 (tcp:4321)"]
+            [listener.description for listener in pool.listeners],
+            ["tcp:0", "unix:/tmp/x.sock"],
         )
-        self.successResultOf(service.stopService())
-        self.assertFalse(port.listening)
-        self.assertFalse(service.running)
+        self.assertEqual(service.statsSources, [pool.stats])
 
-    def test_startWithoutPrivileged(self) -> None:
+    def test_oneProcessNoPool(self) -> None:
         """
-        A plain C{startService} (no privileged start first) listens too.
+        Without C{--workers} the server runs alone and counts only itself.
         """
-        endpoint = FakeEndpoint(succeed(FakePort()))
-        service = ListeningService("tcp:4321", endpoint, EchoFactory())
-        service.startService()
-        self.assertEqual(len(endpoint.factories), 1)
-
-    def test_listenFails(self) -> None:
-        """
-        A failure to listen raises L{ListenFailed}, a L{SystemExit} whose one
-        line names the endpoint and the reason.
-        """
-        error = CannotListenError(
-            "127.0.0.1", 9999, OSError(errno.EADDRINUSE, "Address already in use")
-        )
-        endpoint = serverFromString(
-            RaisingMemoryReactor(listenException=error), "tcp:9999:interface=127.0.0.1"
-        )
-        service = ListeningService(
-            "tcp:9999:interface=127.0.0.1", endpoint, EchoFactory()
-        )
-        failed = self.assertRaises(ListenFailed, service.privilegedStartService)
-        self.assertIsInstance(failed, SystemExit)
-        message = str(failed)
-        self.assertNotIn("\n", message)
-        self.assertTrue(
-            message.startswith("nbecho: cannot listen on tcp:9999:interface=127.0.0.1:")
-        )
-        self.assertIn("Address already in use", message)
-        self.assertIsNone(service.port)
-        self.successResultOf(service.stopService())
-
-    def test_listenFailsLater(self) -> None:
-        """
-        An endpoint whose listen fails after start-up gets a critical log line
-        naming it and the reason, rather than a silently idle server.
-        """
-        events = captureLogs(self)
-        pending: Deferred[IListeningPort] = Deferred()
-        service = ListeningService("slow:", FakeEndpoint(pending), EchoFactory())
-        service.privilegedStartService()
-        pending.errback(OSError("no such device"))
-        self.assertEqual(
-            logLines(events), ["nbecho: cannot listen on slow:: no such device"]
-        )
-        self.assertEqual(events[0]["log_level"].name, "critical")
-        self.assertIsNone(service.port)
-
-    def test_stopWhilePending(self) -> None:
-        """
-        Stopping before a slow endpoint has answered cancels the listen.
-        """
-        cancelled: list[Deferred[IListeningPort]] = []
-        pending: Deferred[IListeningPort] = Deferred(cancelled.append)
-        service = ListeningService("slow:", FakeEndpoint(pending), EchoFactory())
-        service.startService()
-        events = captureLogs(self)
-        self.successResultOf(service.stopService())
-        self.assertEqual(cancelled, [pending])
-        self.assertIsNone(service.port)
-        self.assertEqual(logLines(events), [])
-
-
-class RealListenTests(TestCase):
-    """
-    L{ListeningService} on real loopback sockets.
-    """
-
-    def listen(self, description: str) -> ListeningService:
-        """
-        Start listening on C{description} with the real reactor until the
-        test ends.
-        """
-        endpoint = serverFromString(reactor, description)
-        service = ListeningService(description, endpoint, EchoFactory())
-        service.privilegedStartService()
-        self.addCleanup(service.stopService)
-        return service
-
-    def test_readyLineHasRealPort(self) -> None:
-        """
-        Listening on port 0 logs the port the system picked.
-        """
-        events = captureLogs(self)
-        service = self.listen("tcp:0:interface=127.0.0.1")
-        port = portOf(service)
-        self.assertNotEqual(port, 0)
-        self.assertEqual(
-            logLines(events),
-            [
-                f"Ready? nbecho listening on 127.0.0.1:{port} "
-                "(tcp:0:interface=127.0.0.1)"
-            ],
-        )
-
-    def test_ipv6ReadyLine(self) -> None:
-        """
-        An IPv6 interface given with C{--interface ::1} listens on ::1 and is
-        logged bracketed.
-        """
-        if not socket.has_ipv6:
-            raise SkipTest("no IPv6")
-        events = captureLogs(self)
-        [description] = parse("--port", "0", "--interface", "::1")["listen"]
-        try:
-            service = self.listen(description)
-        except ListenFailed as error:
-            raise SkipTest(f"cannot listen on ::1: {error}") from None
-        port = portOf(service)
-        self.assertEqual(
-            logLines(events),
-            [f"Ready? nbecho listening on [::1]:{port} ({description})"],
-        )
-
-    def test_portInUse(self) -> None:
-        """
-        A port already in use gives L{ListenFailed} naming the address.
-        """
-        first = self.listen("tcp:0:interface=127.0.0.1")
-        description = f"tcp:{portOf(first)}:interface=127.0.0.1"
-        failed = self.assertRaises(ListenFailed, self.listen, description)
-        self.assertIn(f"cannot listen on {description}: ", str(failed))
-        self.assertIn("in use", str(failed))
-
-    async def test_stopListening(self) -> None:
-        """
-        After C{stopService} the port refuses connections.
-        """
-        service = self.listen("tcp:0:interface=127.0.0.1")
-        port = portOf(service)
-        socket.create_connection(("127.0.0.1", port), timeout=10).close()
-        await service.stopService()
-        self.assertIsNone(service.port)
-        self.assertRaises(
-            ConnectionRefusedError,
-            socket.create_connection,
-            ("127.0.0.1", port),
-            10,
-        )
+        service = makeService(parse("-l", "tcp:0"))
+        assert isinstance(service, ServerService)
+        self.assertFalse([child for child in service if isinstance(child, WorkerPool)])
+        self.assertEqual(service.statsSources, [])

@@ -1,6 +1,7 @@
 """
-Tests for L{nbecho.service} and L{nbecho._rlimit}: the graceful stop and
-the open file limit.
+Tests for L{nbecho.service} and L{nbecho._rlimit}: the server built from
+settings and endpoints, its totals, the graceful stop and the open file
+limit.
 """
 
 from __future__ import annotations
@@ -9,13 +10,15 @@ import signal
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from nbecho import _rlimit
-from nbecho.service import ServerService
-from nbecho.test.test_limits import Harness, captureLog, tcp, texts
+from nbecho.listening import ListeningService
+from nbecho.service import ServerService, buildServer
+from nbecho.settings import EchoSettings
+from nbecho.stats import EchoStats
+from nbecho.test._helpers import Harness, captureLogs, tcp, texts
 
 
 class Listener(Service):
@@ -45,7 +48,7 @@ class DrainTests(SynchronousTestCase):
         has read (a partial line too), and finishes only once every
         connection has closed, with one line of totals.
         """
-        events = captureLog(self)
+        events = captureLogs(self)
         harness = Harness()
         service, listener = serverService(harness)
         first, firstTransport = harness.connect(tcp("10.0.0.1", 1))
@@ -55,8 +58,8 @@ class DrainTests(SynchronousTestCase):
         stopped = service.stopService()
         self.assertTrue(listener.stopped)
         self.assertEqual(firstTransport.value(), b"whole\nparti")
-        self.assertTrue(firstTransport.writeClosed)  # type: ignore[attr-defined]
-        self.assertTrue(secondTransport.writeClosed)  # type: ignore[attr-defined]
+        self.assertTrue(firstTransport.writeClosed)
+        self.assertTrue(secondTransport.writeClosed)
         self.assertNoResult(stopped)
         first.readConnectionLost()
         harness.lose(first)
@@ -76,15 +79,15 @@ class DrainTests(SynchronousTestCase):
         Connections still open when the grace period ends are aborted, and
         the stop completes.
         """
-        events = captureLog(self)
+        events = captureLogs(self)
         harness = Harness()
         service, _ = serverService(harness, grace=2)
         protocol, transport = harness.connect()
         stopped = service.stopService()
         harness.clock.advance(1.9)
-        self.assertFalse(transport.aborted)  # type: ignore[attr-defined]
+        self.assertFalse(transport.aborted)
         harness.clock.advance(0.1)
-        self.assertTrue(transport.aborted)  # type: ignore[attr-defined]
+        self.assertTrue(transport.aborted)
         self.assertIn(
             "Shutdown grace of 2s is over: cutting 1 connections", texts(events)
         )
@@ -114,16 +117,96 @@ class DrainTests(SynchronousTestCase):
         With no connection open, stopping completes at once and counts
         refusals in the totals.
         """
-        events = captureLog(self)
-        harness = Harness()
-        harness.echo.stats.refused.update({"max-per-peer": 2, "max-connections": 1})
+        events = captureLogs(self)
+        harness = Harness(maxConnections=2, maxPerPeer=1)
+        # Two refused by --max-per-peer, then one by --max-connections.
+        opened = [harness.connect(tcp("10.0.0.1", 1))[0]]
+        opened += [harness.connect(tcp("10.0.0.1", port))[0] for port in (2, 3)]
+        opened.append(harness.connect(tcp("10.0.0.2", 4))[0])
+        opened.append(harness.connect(tcp("10.0.0.3", 5))[0])
+        for protocol in opened:
+            harness.lose(protocol)
         service, _ = serverService(harness)
         self.successResultOf(service.stopService())
         self.assertEqual(
             texts(events)[-1],
-            "nbecho stopped: 0 connections, 0 messages, 0 bytes in, 0 bytes "
+            "nbecho stopped: 2 connections, 0 messages, 0 bytes in, 0 bytes "
             "out, 3 refused, 1 by --max-connections, 2 by --max-per-peer",
         )
+
+
+class TotalsTests(SynchronousTestCase):
+    def test_addsStatsSources(self) -> None:
+        """
+        The server's totals are its own connections' plus every stats
+        source's (the worker processes'), refusals merged by limit.
+        """
+        harness = Harness(maxConnections=1)
+        service, _ = serverService(harness)
+        accepted, _ = harness.connect(tcp("10.0.0.1"))
+        harness.connect(tcp("10.0.0.2"))
+        accepted.dataReceived(b"one\n")
+        service.statsSources.append(
+            lambda: EchoStats(1, 4, 10, 100, 90, {"max-connections": 2})
+        )
+        service.statsSources.append(lambda: EchoStats(2, 3, 5, 50, 50))
+        self.assertEqual(
+            service.totals(),
+            EchoStats(4, 8, 16, 154, 144, {"max-connections": 3}),
+        )
+        self.assertEqual(harness.factory.stats.messages, 1)
+
+    def test_withoutSources(self) -> None:
+        """
+        Without stats sources the totals are the factory's own.
+        """
+        harness = Harness()
+        service, _ = serverService(harness)
+        protocol, _ = harness.connect()
+        protocol.dataReceived(b"x\n")
+        self.assertEqual(service.totals(), harness.factory.stats)
+
+    def test_stopLineCountsSources(self) -> None:
+        """
+        The line logged at the stop gives the totals of the whole server.
+        """
+        events = captureLogs(self)
+        harness = Harness()
+        service, _ = serverService(harness)
+        service.statsSources.append(
+            lambda: EchoStats(0, 3, 7, 70, 70, {"max-per-peer": 1})
+        )
+        self.successResultOf(service.stopService())
+        self.assertEqual(
+            texts(events)[-1],
+            "nbecho stopped: 3 connections, 7 messages, 70 bytes in, 70 bytes "
+            "out, 1 refused, 1 by --max-per-peer",
+        )
+
+
+class BuildServerTests(SynchronousTestCase):
+    def test_oneFactoryForAllEndpoints(self) -> None:
+        """
+        Every endpoint is listened on by its own service, named by its
+        description, all sharing one factory with the settings, the clock
+        and the settings' shutdown grace.
+        """
+        clock = Clock()
+        settings = EchoSettings(framing="raw", shutdownGrace=2.5)
+        endpoints: list[tuple[str, Any]] = [("tcp:0", object()), ("unix:s", object())]
+        server = buildServer(settings, endpoints, clock)
+        children = list(server)
+        self.assertEqual(len(children), 2)
+        for child, (description, endpoint) in zip(children, endpoints):
+            assert isinstance(child, ListeningService)
+            self.assertEqual(child.description, description)
+            self.assertIs(child.endpoint, endpoint)
+            self.assertIs(child.factory, server.factory)
+        self.assertIs(server.factory.settings, settings)
+        self.assertIs(server.factory.clock, clock)
+        self.assertIs(server.clock, clock)
+        self.assertEqual(server.grace, 2.5)
+        self.assertEqual(server.statsSources, [])
 
 
 class FakeReactor(Clock):
@@ -150,7 +233,7 @@ class SignalTests(SynchronousTestCase):
         SIGTERM hands the stop to the reactor thread-safely, once; a second
         signal is logged as such.
         """
-        events = captureLog(self)
+        events = captureLogs(self)
         harness = Harness()
         reactor = FakeReactor()
         service = ServerService(harness.factory, 5, reactor)
@@ -179,9 +262,9 @@ class SignalTests(SynchronousTestCase):
         protocol, transport = harness.connect()
         service._stopFromSignal(signal.SIGINT)
         stopped = service.stopService()
-        self.assertFalse(transport.aborted)  # type: ignore[attr-defined]
+        self.assertFalse(transport.aborted)
         service._stopFromSignal(signal.SIGINT)
-        self.assertTrue(transport.aborted)  # type: ignore[attr-defined]
+        self.assertTrue(transport.aborted)
         harness.lose(protocol)
         self.successResultOf(stopped)
 
@@ -221,7 +304,7 @@ class FileLimitTests(SynchronousTestCase):
         A hard limit below --max-connections raises the soft one to it and
         warns how many connections fit.
         """
-        events = captureLog(self)
+        events = captureLogs(self)
         (get, set_), calls = self.limits(256, 1024)
         _rlimit.raiseFileLimit(10000, get, set_)
         self.assertEqual(calls, [(1024, 1024)])
@@ -244,7 +327,7 @@ class FileLimitTests(SynchronousTestCase):
         """
         When the system refuses the raise, the server says so and goes on.
         """
-        events = captureLog(self)
+        events = captureLogs(self)
 
         def get(kind: int) -> tuple[int, int]:
             return 1024, 65536
@@ -259,18 +342,3 @@ class FileLimitTests(SynchronousTestCase):
             "Cannot raise the open file limit from 1024 to 10064: not allowed",
             texts(events),
         )
-
-
-class WhenEmptyTests(SynchronousTestCase):
-    def test_firesForEachWaiter(self) -> None:
-        """
-        Every waiter hears when the last connection closes.
-        """
-        harness = Harness()
-        protocol, _ = harness.connect()
-        waiters: list[Deferred[None]] = [harness.factory.whenEmpty() for _ in "ab"]
-        for waiter in waiters:
-            self.assertNoResult(waiter)
-        harness.lose(protocol)
-        for waiter in waiters:
-            self.successResultOf(waiter)

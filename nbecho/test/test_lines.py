@@ -1,0 +1,244 @@
+"""
+Tests for L{nbecho.lines}: line framing wherever the chunk boundaries fall,
+the exit word as a line, and the line length limit.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from nbecho.settings import EchoSettings
+from nbecho.test._helpers import connect
+
+
+class LineFramingTests(SynchronousTestCase):
+    """
+    Lines are found wherever the chunk boundaries fall.
+    """
+
+    def test_splitAtEveryPoint(self) -> None:
+        """
+        Lines cut into three chunks at any two points come back whole and are
+        counted once each.
+        """
+        data = b"one\ntwo\r\n\nthree\r\n"
+        for first in range(len(data) + 1):
+            for second in range(first, len(data) + 1):
+                proto, transport = connect()
+                for chunk in (data[:first], data[first:second], data[second:]):
+                    proto.dataReceived(chunk)
+                self.assertEqual(transport.value(), data, (first, second))
+                self.assertEqual(proto.messages, 4, (first, second))
+                self.assertFalse(transport.disconnecting)
+
+    def test_partialLineWaits(self) -> None:
+        """
+        A line is echoed only once its LF arrives, then in one write.
+        """
+        proto, transport = connect()
+        proto.dataReceived(b"hel")
+        proto.dataReceived(b"lo")
+        self.assertEqual(transport.writes, [])
+        proto.dataReceived(b" world\nnext")
+        self.assertEqual(transport.writes, [b"hello world\n"])
+        self.assertEqual(proto.messages, 1)
+
+    def test_crlfSplitBetweenChunks(self) -> None:
+        """
+        A CR at the end of one chunk and its LF at the start of the next make
+        one CRLF terminator: the CR is echoed but not part of the message.
+        """
+        proto, transport = connect()
+        proto.dataReceived(b"hello\r")
+        self.assertEqual(transport.value(), b"")
+        proto.dataReceived(b"\nexit\r")
+        self.assertFalse(transport.disconnecting)
+        proto.dataReceived(b"\n")
+        self.assertEqual(transport.value(), b"hello\r\nexit\r\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(proto.messages, 2)
+
+    def test_emptyLines(self) -> None:
+        """
+        Empty lines, LF or CRLF, are messages of their own and are echoed.
+        """
+        proto, transport = connect()
+        proto.dataReceived(b"\n\r\n\n")
+        self.assertEqual(transport.value(), b"\n\r\n\n")
+        self.assertEqual(proto.messages, 3)
+        self.assertFalse(transport.disconnecting)
+
+    def test_thousandsOfLinesOneWrite(self) -> None:
+        """
+        All complete lines of one chunk go back in exactly one write.
+        """
+        data = b"".join(b"line %d\n" % (n,) for n in range(5000))
+        proto, transport = connect()
+        proto.dataReceived(data + b"tail")
+        self.assertEqual(transport.writes, [data])
+        self.assertEqual(proto.messages, 5000)
+
+    def test_halfCloseEchoesPartialLine(self) -> None:
+        """
+        A partial line left when the client stops sending is echoed as the
+        last message, then the connection closes.
+        """
+        proto, transport = connect()
+        proto.dataReceived(b"a\nb")
+        self.assertEqual(transport.value(), b"a\n")
+        proto.readConnectionLost()
+        self.assertEqual(transport.value(), b"a\nb")
+        self.assertEqual(proto.messages, 2)
+        self.assertTrue(transport.disconnecting)
+
+
+class ExitWordTests(SynchronousTestCase):
+    """
+    A line equal to the exit word is echoed, then the connection closes.
+    """
+
+    def test_exitInsideBatch(self) -> None:
+        """
+        Lines before C{exit} and C{exit} itself are echoed; later lines in the
+        same chunk and later chunks are not.
+        """
+        proto, transport = connect()
+        proto.dataReceived(b"one\ntwo\nexit\nthree\nfour")
+        self.assertEqual(transport.value(), b"one\ntwo\nexit\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(proto.messages, 3)
+        proto.dataReceived(b"five\n")
+        proto.readConnectionLost()
+        self.assertEqual(transport.value(), b"one\ntwo\nexit\n")
+
+    def test_exitCRLF(self) -> None:
+        """
+        C{exit} ended by CRLF, as telnet sends it, closes the connection and
+        is echoed with its CR.
+        """
+        proto, transport = connect()
+        proto.dataReceived(b"exit\r\n")
+        self.assertEqual(transport.value(), b"exit\r\n")
+        self.assertTrue(transport.disconnecting)
+
+    def test_notExactlyExit(self) -> None:
+        """
+        Lines that merely contain the exit word are ordinary messages.
+        """
+        data = b"exits\n exit\nexit \nEXIT\nexit\r\r\nxexit\n"
+        proto, transport = connect()
+        proto.dataReceived(data)
+        self.assertEqual(transport.value(), data)
+        self.assertFalse(transport.disconnecting)
+
+    def test_exitWordChanged(self) -> None:
+        """
+        With C{--exit-word quit}, C{exit} is an ordinary line and C{quit}
+        ends the connection.
+        """
+        proto, transport = connect(EchoSettings(exitWord=b"quit"))
+        proto.dataReceived(b"exit\n")
+        self.assertFalse(transport.disconnecting)
+        proto.dataReceived(b"quit\nafter\n")
+        self.assertEqual(transport.value(), b"exit\nquit\n")
+        self.assertTrue(transport.disconnecting)
+
+    def test_exitWordOff(self) -> None:
+        """
+        An empty exit word turns the feature off: neither C{exit} nor an
+        empty line closes the connection.
+        """
+        proto, transport = connect(EchoSettings(exitWord=b""))
+        proto.dataReceived(b"exit\n\n\r\nexit")
+        proto.dataReceived(b"\r\n")
+        self.assertEqual(transport.value(), b"exit\n\n\r\nexit\r\n")
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(proto.messages, 4)
+
+
+class LineLengthTests(SynchronousTestCase):
+    """
+    A line longer than C{maxLineLength} ends the connection with an error
+    line, so that no client makes the server buffer without bound.
+    """
+
+    error = b"error: line too long (limit 8 bytes)\n"
+
+    def test_tooLongCompleteLine(self) -> None:
+        """
+        Lines before the long one are echoed, then the error line, then the
+        connection closes and later lines are dropped, quiet or not.
+        """
+        for quiet in (False, True):
+            proto, transport = connect(EchoSettings(maxLineLength=8, quiet=quiet))
+            proto.dataReceived(b"short\n" + b"x" * 9 + b"\nafter\n")
+            self.assertEqual(transport.value(), b"short\n" + self.error, quiet)
+            self.assertTrue(transport.disconnecting)
+            self.assertEqual(proto.messages, 1)
+            self.assertEqual(proto.closeWhy, "line too long")
+
+    def test_oneByteTooLong(self) -> None:
+        """
+        A line one byte over the limit, alone in its chunk with its LF, is
+        refused whether or not the server is quiet.
+        """
+        for quiet in (False, True):
+            proto, transport = connect(EchoSettings(maxLineLength=8, quiet=quiet))
+            proto.dataReceived(b"123456789\n")
+            self.assertEqual(transport.value(), self.error, quiet)
+            self.assertTrue(transport.disconnecting)
+
+    def test_tooLongAmongManyLines(self) -> None:
+        """
+        A long line deep in a big quiet batch is still caught.
+        """
+        proto, transport = connect(EchoSettings(maxLineLength=8, quiet=True))
+        proto.dataReceived(b"ok\n" * 100 + b"y" * 20 + b"\r\n")
+        self.assertEqual(transport.value(), b"ok\n" * 100 + self.error)
+        self.assertEqual(proto.messages, 100)
+
+    def test_exactlyTheLimit(self) -> None:
+        """
+        A line of exactly C{maxLineLength} bytes is fine, with LF or CRLF.
+        """
+        for quiet in (False, True):
+            proto, transport = connect(EchoSettings(maxLineLength=8, quiet=quiet))
+            proto.dataReceived(b"12345678\n12345678\r\n")
+            self.assertEqual(transport.value(), b"12345678\n12345678\r\n")
+            self.assertFalse(transport.disconnecting)
+
+    def test_tooLongPartialLine(self) -> None:
+        """
+        A partial line that already exceeds the limit is refused without
+        waiting for its LF, and not echoed at half-close.
+        """
+        proto, transport = connect(EchoSettings(maxLineLength=8))
+        proto.dataReceived(b"ok\n12345")
+        proto.dataReceived(b"6789")
+        self.assertEqual(transport.value(), b"ok\n" + self.error)
+        self.assertTrue(transport.disconnecting)
+        proto.readConnectionLost()
+        self.assertEqual(transport.value(), b"ok\n" + self.error)
+
+    def test_limitThenCRThenLF(self) -> None:
+        """
+        A partial line of exactly the limit followed by CR may still end in
+        CRLF: its LF in the next chunk completes a valid line.
+        """
+        proto, transport = connect(EchoSettings(maxLineLength=8))
+        proto.dataReceived(b"12345678\r")
+        self.assertFalse(transport.disconnecting)
+        proto.dataReceived(b"\n")
+        self.assertEqual(transport.value(), b"12345678\r\n")
+        self.assertFalse(transport.disconnecting)
+
+    def test_limitThenCRThenMore(self) -> None:
+        """
+        A CR after a full-length partial line that is not followed by LF
+        makes the line too long.
+        """
+        proto, transport = connect(EchoSettings(maxLineLength=8))
+        proto.dataReceived(b"12345678\r")
+        proto.dataReceived(b"x")
+        self.assertEqual(transport.value(), self.error)
+        self.assertTrue(transport.disconnecting)
