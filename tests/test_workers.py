@@ -274,5 +274,5 @@ def test_limitShared() -> None:
         ["-n", "nbecho", "--port", "0", "--workers", "3", "--max-connections", "10"]
     )
     service = makeService(config.subOptions)
-    assert service.factory.maxConnections * 3 <= 10  # type: ignore[attr-defined]
+    assert service.factory.settings.maxConnections * 3 <= 10  # type: ignore[attr-defined]
     assert service.factory.maxConnections == 3  # type: ignore[attr-defined]

@@ -249,7 +249,12 @@ class LoggingTests(LogTestCase):
         closes = [line for line in self.logLines() if line.startswith("close ")]
         self.assertEqual(len(closes), 3)
         self.assertIn("(client closed): 0 messages, 0 bytes in, 0 bytes out", closes[0])
-        self.assertIn("(line too long): 0 messages, 4 bytes in, 0 bytes out", closes[1])
+        # The error line the client received counts as sent.
+        error = b"error: line too long (limit 3 bytes)\n"
+        self.assertIn(
+            f"(line too long): 0 messages, 4 bytes in, {len(error)} bytes out",
+            closes[1],
+        )
         self.assertIn("reset by peer", closes[2])
         self.assertIn("1 messages, 2 bytes in, 2 bytes out", closes[2])
 
