@@ -12,7 +12,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "_ext"))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import nbecho  # noqa: E402
+import nbecho
 
 project = "nbecho"
 author = "the nbecho authors"

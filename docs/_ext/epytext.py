@@ -34,8 +34,18 @@ TWISTED_API = "https://docs.twistedmatrix.com/en/stable/api/"
 PYTHON_DOCS = "https://docs.python.org/3/library/"
 
 #: Third-party packages whose names are shown as code rather than linked.
-UNLINKED = ("attr", "attrs", "zope", "prometheus_client", "hypothesis", "OpenSSL",
-            "service_identity", "matplotlib", "uvloop", "typing_extensions")
+UNLINKED = (
+    "attr",
+    "attrs",
+    "zope",
+    "prometheus_client",
+    "hypothesis",
+    "OpenSSL",
+    "service_identity",
+    "matplotlib",
+    "uvloop",
+    "typing_extensions",
+)
 
 _FIELDS = {
     "ivar": "ivar",
@@ -68,7 +78,7 @@ def _matching(text: str, start: int) -> int:
             depth -= 1
             if depth == 0:
                 return index
-    raise ValueError(f"unbalanced braces in docstring: {text[start:start + 40]!r}")
+    raise ValueError(f"unbalanced braces in docstring: {text[start : start + 40]!r}")
 
 
 def _isWord(char: str) -> bool:
@@ -101,12 +111,19 @@ def _inline(text: str, context: tuple[ModuleType | None, Any, list[Any]]) -> str
             elif char == "U":
                 match = re.fullmatch(r"(.*?)\s*<(.+)>", inner, re.S)
                 piece = (
-                    f"`{match.group(1)} <{match.group(2)}>`__" if match else f"`<{inner}>`__"
+                    f"`{match.group(1)} <{match.group(2)}>`__"
+                    if match
+                    else f"`<{inner}>`__"
                 )
             else:  # X{term}: an index term, shown as it is
                 piece = _inline(inner, context)
             # Inline markup must be set off from surrounding word characters.
-            if out and out[-1] and not out[-1][-1].isspace() and out[-1][-1] not in "([{'\"-/":
+            if (
+                out
+                and out[-1]
+                and not out[-1][-1].isspace()
+                and out[-1][-1] not in "([{'\"-/"
+            ):
                 piece = "\\ " + piece
             if end + 1 < len(text) and _isWord(text[end + 1]):
                 piece += "\\ "
@@ -159,7 +176,9 @@ def _walk(value: Any, parts: list[str], prefix: str) -> str | None:
                 return None
             name = value.__name__
             continue
-        if not hasattr(value, part) and part not in getattr(value, "__annotations__", {}):
+        if not hasattr(value, part) and part not in getattr(
+            value, "__annotations__", {}
+        ):
             return None
         owner = name
         value = getattr(value, part, None)
@@ -203,7 +222,9 @@ def _elsewhere(first: str, rest: list[str]) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
-def _context(what: str, name: str, obj: Any) -> tuple[ModuleType | None, Any, list[Any]]:
+def _context(
+    what: str, name: str, obj: Any
+) -> tuple[ModuleType | None, Any, list[Any]]:
     moduleName = name if what == "module" else getattr(obj, "__module__", None)
     module = sys.modules.get(moduleName) if isinstance(moduleName, str) else None
     if module is None:
