@@ -37,7 +37,7 @@ PROTOCOLS: dict[str, type[EchoProtocol]] = {
 #: What a refused client reads before the server closes its connection.
 REFUSAL = b"error: too many connections\n"
 
-#: The limit names that L{EchoStats.refused} counts refusals under.
+#: The limit names that C{EchoStats.refused} counts refusals under.
 MAX_CONNECTIONS = "max-connections"
 MAX_PER_PEER = "max-per-peer"
 

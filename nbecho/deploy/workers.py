@@ -47,9 +47,10 @@ SHAREABLE = ("tcp:", "tcp6:", "unix:", "systemd:")
 #: Seconds a worker gets to stop after SIGTERM before it is killed.
 STOP_TIMEOUT = 30.0
 
-#: Seconds to wait before starting a dead worker again, doubled for each
-#: worker that dies soon after starting, up to L{RESTART_MAX}.
+#: Seconds to wait before starting a dead worker again, doubled each time
+#: the same worker dies soon after starting.
 RESTART_DELAY = 1.0
+#: The longest wait before starting a dead worker again.
 RESTART_MAX = 60.0
 #: A worker that ran this long before dying restarts after L{RESTART_DELAY}.
 STABLE_AFTER = 30.0
