@@ -20,14 +20,18 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho.client import (
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
+from nbecho._console import (
     PROMPT,
     Console,
     EchoClient,
-    Options,
+    OutputClosedError,
     SessionLostError,
+    prompt,
+)
+from nbecho.client import (
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    Options,
     main,
     session,
 )
@@ -49,7 +53,7 @@ class ConsoleTests(SynchronousTestCase):
     A session between a console and a server, both in memory.
     """
 
-    def connect(self, prompt: bool = False) -> None:
+    def connect(self, prompt: bool = False, exitWord: bytes = b"exit") -> None:
         """
         Wire a console to a connected server protocol, as L{session} does.
         """
@@ -57,7 +61,9 @@ class ConsoleTests(SynchronousTestCase):
         self.socket = SocketTransport()
         self.server.makeConnection(self.socket)
         self.done: Deferred[None] = Deferred()
-        self.console = Console(self.server, self.done, prompt)
+        self.console = Console(
+            self.server, self.done, PROMPT if prompt else b"", exitWord
+        )
         self.server.console = self.console
         self.stdio = StringTransport()
         self.console.makeConnection(self.stdio)
