@@ -6,15 +6,28 @@ is printed on standard output.  Reading stdin stops while the socket is
 backed up and reading the socket stops while stdout is, so C{seq 1 100000 |
 nbecho-client} runs in bounded memory and prints every line.
 
-Exit status: 0 after C{exit} or the end of input once every echo is printed;
-1 when the server cannot be reached; 2 for a usage error; 3 when the
+Exit status: 0 after the exit word or the end of input once every echo is
+printed; 1 when the server cannot be reached; 2 for a usage error; 3 when the
 connection is lost or the server closes it before the session ends.
+
+Interrupted, it ends the way C{cat} or C{nc} does, so that shells and scripts
+see why: Ctrl-C (SIGINT), SIGTERM and SIGHUP end it at once, silently, killed
+by that signal (status 130, 143 and 129 in a shell), and a closed standard
+output (the reader of a pipe quit, as C{head} does) ends it as SIGPIPE ends
+C{seq} (status 141 in a shell, nothing printed).  Dying by the signal rather
+than exiting with 128 plus its number is what lets an interactive shell start
+its prompt on a new line after C{^C} and a shell script stop at the
+interrupted command.  Before dying it puts standard input and output back in
+blocking mode: Twisted makes them non-blocking, and a terminal left so would
+break the programs run after it.
 """
 
 from __future__ import annotations
 
+import getopt
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -25,24 +38,28 @@ from twisted.internet.endpoints import (
     clientFromString,
     quoteStringArgument,
 )
-from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
-    IHalfCloseableProtocol,
-    IHandshakeListener,
     IReactorCore,
     IStreamClientEndpoint,
 )
-from twisted.internet.protocol import Factory, connectionDone
+from twisted.internet.protocol import Factory
 from twisted.internet.stdio import StandardIO
 from twisted.internet.task import react
-from twisted.protocols.basic import LineReceiver
 from twisted.python import usage
-from twisted.python.failure import Failure
-from zope.interface import implementer
 
-from nbecho._typing import IStreamTransport
-
-PROMPT = b'send server (exit is "exit"): '
+from nbecho import __version__
+from nbecho._console import (
+    Console,
+    EchoClient,
+    OutputClosedError,
+    SessionLostError,
+    StdioModes,
+    endBySignal,
+    endingSignals,
+    endOnSignals,
+    overTLS,
+    prompt,
+)
 
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1
@@ -50,179 +67,22 @@ EXIT_USAGE = 2
 EXIT_LOST = 3
 
 
-class SessionLostError(Exception):
-    """
-    The connection ended before the session did.
-    """
-
-
-@implementer(IHandshakeListener)
-class EchoClient(LineReceiver):
-    """
-    The connection to the server: hand each echoed line to the console.
-
-    Over TLS the session starts only once the handshake has verified the
-    server, so that a wrong certificate is reported as such, before any
-    input is read.
-    """
-
-    delimiter = b"\n"
-    MAX_LENGTH = 16 * 1024 * 1024
-    console: Console | None = None
-    transport: IStreamTransport
-
-    def __init__(self) -> None:
-        self.secured: Deferred[None] = Deferred()
-
-    def handshakeCompleted(self) -> None:
-        self.secured.callback(None)
-
-    def lineReceived(self, line: bytes) -> None:
-        assert self.console is not None
-        self.console.echoed(line + b"\n")
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        assert self.console is not None
-        self.console.fail(f"echoed line longer than {self.MAX_LENGTH} bytes")
-        self.transport.loseConnection()
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self.console is None:
-            if not self.secured.called:
-                self.secured.errback(reason)
-            return
-        rest = self.clearLineBuffer()
-        if rest:
-            self.console.echoed(rest)
-        self.console.serverGone(reason)
-
-
-@implementer(IHalfCloseableProtocol)
-class Console(LineReceiver):
-    """
-    Standard input and output: send each input line, print each echo.
-
-    The session ends after C{exit} is sent or input ends; the client then
-    stops sending, half-closes the socket and waits for the server to echo
-    the rest and close.
-    """
-
-    delimiter = b"\n"
-    MAX_LENGTH = 16 * 1024 * 1024
-
-    transport: IStreamTransport
-
-    def __init__(self, server: EchoClient, done: Deferred[None], prompt: bool) -> None:
-        self.server = server
-        self.done = done
-        self.prompt = prompt
-        self.sending = True
-        self.pending = 0
-        self.error: str | None = None
-        # TLS in Twisted cannot half-close: the client's close_notify ends
-        # the session for the server.  So over TLS the client closes once
-        # every line it sent has been echoed, and a last unterminated line is
-        # sent with a newline that is then left out of its echo.
-        self.tls = _overTLS(server.transport)
-        self.unterminated = False
-
-    def connectionMade(self) -> None:
-        server = self.server.transport
-        server.registerProducer(self.transport, True)
-        self.transport.registerProducer(server, True)
-        self.showPrompt()
-
-    def showPrompt(self) -> None:
-        if self.prompt and self.sending and not self.pending:
-            self.transport.write(PROMPT)
-
-    def lineReceived(self, line: bytes) -> None:
-        if not self.sending:
-            return
-        self.pending += 1
-        self.server.sendLine(line)
-        if line.rstrip(b"\r") == b"exit":
-            self.finishSending()
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        self.fail(f"input line longer than {self.MAX_LENGTH} bytes")
-        self.server.transport.abortConnection()
-
-    def readConnectionLost(self) -> None:
-        """
-        End of input: a last line without a newline is still sent.
-        """
-        rest = self.clearLineBuffer()
-        if rest and self.sending:
-            if self.tls:
-                self.unterminated = True
-                self.pending += 1
-                rest += b"\n"
-            self.server.transport.write(rest)
-        self.finishSending()
-
-    def writeConnectionLost(self) -> None:
-        self.server.transport.abortConnection()
-
-    def finishSending(self) -> None:
-        if not self.sending:
-            return
-        self.sending = False
-        self.transport.pauseProducing()
-        server = self.server.transport
-        server.unregisterProducer()
-        if not self.tls:
-            server.loseWriteConnection()
-        elif not self.pending:
-            server.loseConnection()
-
-    def echoed(self, data: bytes) -> None:
-        self.pending = max(0, self.pending - 1)
-        if self.tls and not self.sending and not self.pending:
-            # Every line sent has come back: only now may TLS close_notify go
-            # out, as the server stops reading when it arrives.
-            if self.unterminated and data.endswith(b"\n"):
-                data = data[:-1]
-            self.server.transport.loseConnection()
-        self.transport.write(data)
-        self.showPrompt()
-
-    def fail(self, error: str) -> None:
-        if self.error is None:
-            self.error = error
-
-    def serverGone(self, reason: Failure) -> None:
-        if self.error is None:
-            if not reason.check(ConnectionDone):
-                self.error = f"connection lost: {reason.getErrorMessage()}"
-            elif self.sending:
-                # Twisted calls this "closed cleanly"; to the user the server
-                # went away in the middle of the session.
-                self.error = "the server closed the connection mid-session"
-        self.transport.loseConnection()
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self.error is None:
-            self.done.callback(None)
-        else:
-            self.done.errback(SessionLostError(self.error))
-
-
 class Options(usage.Options):
-    synopsis = "[--host H] [--port P] [--connect ENDPOINT]"
+    synopsis = "Usage: nbecho-client [options] [HOST [PORT]]"
     longdesc = (
         "Send each line of standard input to an nbecho server and print each "
-        'echoed line; "exit" or the end of input ends the session.'
+        "echoed line; the exit word or the end of input ends the session.  "
+        "HOST and PORT may be given as arguments, as to nc."
     )
     optParameters = [
-        ["host", "h", "127.0.0.1", "Server host name or address."],
-        ["port", "p", "9999", "Server TCP port."],
+        ["host", "h", None, "Server host name or address (default: 127.0.0.1)."],
+        ["port", "p", None, "Server TCP port (default: 9999)."],
         [
             "connect",
             "c",
             None,
             "Twisted client endpoint string (tcp:, unix:, "
-            "tls:, ...); replaces --host and --port.",
+            "tls:, ...) instead of a host and port.",
         ],
         [
             "ca",
@@ -231,11 +91,63 @@ class Options(usage.Options):
             "PEM file of the certificate authority to trust for a tls: "
             "endpoint instead of the system's; the host name is still checked.",
         ],
+        [
+            "exit-word",
+            None,
+            "exit",
+            "The server's exit word: sending it ends the session, and the "
+            "prompt names it; '' for a server without one.",
+        ],
     ]
 
-    def postOptions(self) -> None:
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """
+        Parse options wherever they are, as nc does: C{nbecho-client HOST
+        PORT --exit-word bye} too.  Twisted stops at the first argument.
+        """
+        if options is None:
+            options = sys.argv[1:]
         try:
-            port = int(self["port"])
+            found, arguments = getopt.gnu_getopt(options, self.shortOpt, self.longOpt)
+        except getopt.GetoptError as error:
+            raise usage.UsageError(str(error)) from None
+        ordered: list[str] = []
+        for option, value in found:
+            if option.startswith("--"):
+                takesValue = f"{option[2:]}=" in self.longOpt
+                ordered.append(f"{option}={value}" if takesValue else option)
+            else:
+                takesValue = f"{option[1]}:" in self.shortOpt
+                ordered += [option, value] if takesValue else [option]
+        super().parseOptions([*ordered, "--", *arguments])
+
+    def opt_version(self) -> None:
+        """
+        Print nbecho's version and exit.
+        """
+        sys.stdout.write(f"nbecho-client (nbecho) {__version__}\n")
+        sys.stdout.flush()
+        sys.exit(0)
+
+    def parseArgs(self, host: str | None = None, port: str | None = None) -> None:
+        for name, value in (("host", host), ("port", port)):
+            if value is None:
+                continue
+            if self[name] is not None:
+                raise usage.UsageError(f"give the {name} once: {value!r} or --{name}")
+            self[name] = value
+
+    def postOptions(self) -> None:
+        if self["connect"] is not None:
+            given = [f"--{name}" for name in ("host", "port") if self[name] is not None]
+            if given:
+                raise usage.UsageError(
+                    f"--connect replaces the host and port: drop {' and '.join(given)}"
+                )
+        if self["host"] is None:
+            self["host"] = "127.0.0.1"
+        try:
+            port = int(self["port"] or "9999")
         except ValueError:
             port = -1
         if not 0 < port < 65536:
@@ -245,6 +157,9 @@ class Options(usage.Options):
         self["port"] = port
         if self["ca"] is not None and not (self["connect"] or "").startswith("tls:"):
             raise usage.UsageError("--ca needs --connect tls:host=HOST:port=PORT")
+        self["exit-word"] = os.fsencode(self["exit-word"])
+        if b"\n" in self["exit-word"]:
+            raise usage.UsageError("--exit-word cannot hold a newline")
 
     def endpoint(self, reactor: IReactorCore) -> tuple[str, IStreamClientEndpoint]:
         """
@@ -292,6 +207,8 @@ async def session(reactor: IReactorCore, options: Options) -> None:
     """
     Connect, then relay standard input to the server until the session ends.
     """
+    modes = StdioModes.save()
+    reactor.callWhenRunning(endOnSignals, modes, endingSignals())
     try:
         name, endpoint = options.endpoint(reactor)
     except Exception as error:  # noqa: BLE001 - any parse error is a usage error
@@ -305,7 +222,7 @@ async def session(reactor: IReactorCore, options: Options) -> None:
             EXIT_UNREACHABLE, f"cannot connect to {name}: {_describe(error)}"
         ) from None
     assert isinstance(client, EchoClient)
-    if _overTLS(client.transport):
+    if overTLS(client.transport):
         try:
             await client.secured
         except Exception as error:  # noqa: BLE001 - any TLS failure
@@ -315,27 +232,18 @@ async def session(reactor: IReactorCore, options: Options) -> None:
     # Nothing is read from the socket before this coroutine resumes: the
     # console is in place before the first echo can arrive.
     done: Deferred[None] = Deferred()
-    client.console = Console(client, done, os.isatty(0))
+    exitWord = options["exit-word"]
+    shown = prompt(exitWord) if os.isatty(0) else b""
+    client.console = Console(client, done, shown, exitWord)
     StandardIO(client.console, reactor=reactor)
     try:
         await done
     except SessionLostError as error:
         raise _fatal(EXIT_LOST, f"{name}: {error}") from None
-
-
-def _overTLS(transport: object) -> bool:
-    """
-    Whether C{transport} is Twisted's TLS layer.
-
-    Imported here rather than at the top: L{twisted.protocols.tls} needs
-    pyOpenSSL, which only the C{tls} extra installs, and a plain C{pip
-    install .} must give a client that works over TCP and UNIX sockets.
-    """
-    try:
-        from twisted.protocols.tls import TLSMemoryBIOProtocol
-    except ImportError:
-        return False
-    return isinstance(transport, TLSMemoryBIOProtocol)
+    except OutputClosedError:
+        endBySignal(signal.SIGPIPE, modes)
+    finally:
+        modes.restore()
 
 
 def _tlsProblem(error: Exception) -> str:
@@ -367,8 +275,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     options = Options()
     try:
         options.parseOptions(argv)
+    except BrokenPipeError:  # --help or --version into a closed pipe
+        endBySignal(signal.SIGPIPE, StdioModes({}))
     except usage.UsageError as error:
         raise _fatal(EXIT_USAGE, f"{error} (see: nbecho-client --help)") from None
+    # Until the session handles it, Ctrl-C kills the client quietly, without
+    # Python's KeyboardInterrupt traceback; Twisted leaves such a SIGINT alone.
+    if signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
     react(lambda reactor: Deferred.fromCoroutine(session(reactor, options)))
 
 

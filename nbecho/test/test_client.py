@@ -6,6 +6,7 @@ echoes to stdout, with in-memory transports for the socket and for stdio.
 from __future__ import annotations
 
 import io
+import os
 import sys
 
 from twisted.internet.defer import Deferred
@@ -20,14 +21,20 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho.client import (
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
+from nbecho import __version__
+from nbecho._console import (
     PROMPT,
     Console,
     EchoClient,
-    Options,
+    OutputClosedError,
     SessionLostError,
+    StdioModes,
+    prompt,
+)
+from nbecho.client import (
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    Options,
     main,
     session,
 )
@@ -39,7 +46,7 @@ class ConsoleTests(SynchronousTestCase):
     A session between a console and a server, both in memory.
     """
 
-    def connect(self, prompt: bool = False) -> None:
+    def connect(self, prompt: bool = False, exitWord: bytes = b"exit") -> None:
         """
         Wire a console to a connected server protocol, as L{session} does.
         """
@@ -47,7 +54,9 @@ class ConsoleTests(SynchronousTestCase):
         self.socket = HalfCloseTransport()
         self.server.makeConnection(self.socket)
         self.done: Deferred[None] = Deferred()
-        self.console = Console(self.server, self.done, prompt)
+        self.console = Console(
+            self.server, self.done, PROMPT if prompt else b"", exitWord
+        )
         self.server.console = self.console
         self.stdio = StringTransport()
         self.console.makeConnection(self.stdio)
@@ -220,11 +229,87 @@ class ConsoleTests(SynchronousTestCase):
     def test_stdoutClosed(self) -> None:
         """
         When stdout goes away (the reader of a pipe quit) the socket is
-        dropped at once: nobody would see the echoes.
+        dropped and the session ends at once with L{OutputClosedError}, even
+        with echoes still to come.
         """
         self.connect()
+        self.console.dataReceived(b"a\nb\n")
         self.console.writeConnectionLost()
         self.assertTrue(self.socket.disconnected)
+        self.assertTrue(self.stdio.disconnecting)
+        self.failureResultOf(self.done, OutputClosedError)
+        self.server.connectionLost(Failure(ConnectionLost()))
+
+    def test_exitWordGiven(self) -> None:
+        """
+        The exit word given ends the session; C{exit} is then just a line.
+        """
+        self.connect(exitWord=b"bye")
+        self.console.dataReceived(b"exit\nbye\r\nmore\n")
+        self.assertEqual(self.socket.value(), b"exit\nbye\r\n")
+        self.assertTrue(self.socket.writeClosed)
+
+    def test_noExitWord(self) -> None:
+        """
+        Without an exit word no line ends the session, not even an empty
+        one: only the end of input does.
+        """
+        self.connect(exitWord=b"")
+        self.console.dataReceived(b"exit\n\nx\n")
+        self.assertEqual(self.socket.value(), b"exit\n\nx\n")
+        self.assertFalse(self.socket.writeClosed)
+        self.console.readConnectionLost()
+        self.assertTrue(self.socket.writeClosed)
+
+    def test_promptNamesExitWord(self) -> None:
+        """
+        The prompt names the exit word, and has no parenthesis without one.
+        """
+        self.assertEqual(prompt(b"exit"), PROMPT)
+        self.assertEqual(prompt(b"bye"), b'send server (exit is "bye"): ')
+        self.assertEqual(prompt(b""), b"send server: ")
+
+    def test_newlineAfterPromptAtEnd(self) -> None:
+        """
+        On a terminal, input ended at the prompt (Ctrl-D) ends the output
+        with a newline, so the shell's prompt starts on a line of its own.
+        """
+        self.connect(prompt=True)
+        self.console.readConnectionLost()
+        self.serverCloses()
+        self.assertEqual(self.stdio.value(), PROMPT + b"\n")
+        self.assertIsNone(self.successResultOf(self.done))
+
+    def test_newlineAfterUnterminatedEcho(self) -> None:
+        """
+        On a terminal, a last echo without a newline is followed by one.
+        """
+        self.connect(prompt=True)
+        self.console.dataReceived(b"abc")
+        self.console.readConnectionLost()
+        self.server.dataReceived(b"abc")
+        self.serverCloses()
+        self.assertEqual(self.stdio.value(), PROMPT + b"abc\n")
+
+    def test_noExtraNewline(self) -> None:
+        """
+        On a terminal, output that already ends a line gets no blank line.
+        """
+        self.connect(prompt=True)
+        self.console.dataReceived(b"exit\n")
+        self.server.dataReceived(b"exit\n")
+        self.serverCloses()
+        self.assertEqual(self.stdio.value(), PROMPT + b"exit\n")
+
+    def test_newlineBeforeError(self) -> None:
+        """
+        On a terminal, a server that leaves mid-session leaves the cursor at
+        the start of a line for the error message.
+        """
+        self.connect(prompt=True)
+        self.serverCloses()
+        self.assertEqual(self.stdio.value(), PROMPT + b"\n")
+        self.sessionError()
 
     def test_echoTooLong(self) -> None:
         """
@@ -273,6 +358,60 @@ class OptionsTests(SynchronousTestCase):
         options = Options()
         options.parseOptions(["--host", "::1", "--port", "7"])
         self.assertEqual(options.endpoint(MemoryReactorClock())[0], "[::1]:7")
+
+    def parse(self, *argv: str) -> Options:
+        """
+        Parse C{argv} as the command line.
+        """
+        options = Options()
+        options.parseOptions(argv)
+        return options
+
+    def test_positional(self) -> None:
+        """
+        C{HOST [PORT]} may be given as arguments, as to nc, with options
+        before or after them.
+        """
+        options = self.parse("::1")
+        self.assertEqual(options.endpoint(MemoryReactorClock())[0], "[::1]:9999")
+        options = self.parse("localhost", "7", "--exit-word", "bye")
+        self.assertEqual(options.endpoint(MemoryReactorClock())[0], "localhost:7")
+        self.assertEqual(options["exit-word"], b"bye")
+
+    def test_conflicts(self) -> None:
+        """
+        A host or port given twice, or beside C{--connect}, and a third
+        argument are usage errors, each one line.
+        """
+        cases = [
+            ("h", "--host", "g"),
+            ("h", "1", "--port", "2"),
+            ("h", "--connect", "tcp:h:1"),
+            ("--port", "1", "--connect", "tcp:h:1"),
+            ("h", "1", "2"),
+        ]
+        for argv in cases:
+            error = self.assertRaises(usage.UsageError, self.parse, *argv)
+            self.assertNotIn("\n", str(error))
+
+    def test_exitWordOption(self) -> None:
+        """
+        C{--exit-word} defaults to C{exit}, takes any bytes and C{''} for
+        none.
+        """
+        self.assertEqual(self.parse()["exit-word"], b"exit")
+        self.assertEqual(self.parse("--exit-word", "")["exit-word"], b"")
+        self.assertEqual(self.parse("--exit-word=caf\xe9")["exit-word"], b"caf\xc3\xa9")
+
+    def test_version(self) -> None:
+        """
+        C{--version} prints nbecho's version, not Twisted's.
+        """
+        stdout = io.StringIO()
+        self.patch(sys, "stdout", stdout)
+        error = self.assertRaises(SystemExit, self.parse, "--version")
+        self.assertEqual(error.code, 0)
+        self.assertEqual(stdout.getvalue(), f"nbecho-client (nbecho) {__version__}\n")
 
     def test_badPort(self) -> None:
         """
@@ -348,3 +487,24 @@ class MainTests(SynchronousTestCase):
         )
         self.assertIn("refused", output)
         self.assertEqual(output.count("\n"), 1)
+
+
+class StdioModesTests(SynchronousTestCase):
+    """
+    Standard input and output are put back as the client found them.
+    """
+
+    def test_restore(self) -> None:
+        """
+        A descriptor made non-blocking after L{StdioModes.save} is blocking
+        again after L{StdioModes.restore}.
+        """
+        reader, writer = os.pipe()
+        self.addCleanup(os.close, reader)
+        self.addCleanup(os.close, writer)
+        modes = StdioModes.save((reader, writer))
+        for fd in (reader, writer):
+            os.set_blocking(fd, False)
+        modes.restore()
+        self.assertTrue(os.get_blocking(reader))
+        self.assertTrue(os.get_blocking(writer))

@@ -1,0 +1,267 @@
+"""
+The real C{nbecho-client} the way people end it: Ctrl-C and Ctrl-D on a real
+terminal (a pseudo-terminal whose line discipline turns C{^C} into SIGINT),
+signals sent with C{kill}, a pipeline into C{head}; and its exit word,
+positional C{HOST [PORT]} and C{--version}.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import signal
+import subprocess
+import termios
+import time
+
+from nbecho import __version__
+from tests._clients import readLine, runClient, startClient
+from tests._servers import TIMEOUT, RunningServer, ServerFactory, script, tool
+
+
+class Terminal:
+    """
+    A program run as the session leader of a new pseudo-terminal, with it
+    as its controlling terminal, standard input, output and error.
+    """
+
+    def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
+        self.master, slave = os.openpty()
+
+        def takeTerminal() -> None:
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.process = subprocess.Popen(
+            command,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            preexec_fn=takeTerminal,
+            env=env,
+        )
+        # Kept open to read the terminal's flags once the program is gone.
+        self.slave = slave
+        self.output = b""
+
+    def type(self, keys: bytes) -> None:
+        """
+        Type C{keys}: control characters go through the line discipline.
+        """
+        os.write(self.master, keys)
+
+    def waitFor(self, text: bytes, timeout: float = TIMEOUT) -> None:
+        """
+        Read the terminal until C{text} has appeared, or fail.
+        """
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{text!r} not seen in {self.output!r}"
+            if select.select([self.master], [], [], left)[0]:
+                try:
+                    self.output += os.read(self.master, 65536)
+                except OSError:  # EIO: the program is gone
+                    assert text in self.output, self.output
+                    return
+
+    def wait(self) -> int:
+        """
+        Wait for the program to end; read what it left on the terminal.
+        """
+        code = self.process.wait(TIMEOUT)
+        time.sleep(0.2)
+        while select.select([self.master], [], [], 0)[0]:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.output += chunk
+        return code
+
+    def close(self) -> None:
+        """
+        Kill the program if it still runs, and close the terminal.
+        """
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.master)
+        os.close(self.slave)
+
+
+def client(server: RunningServer, *args: str) -> list[str]:
+    """
+    The command line of an C{nbecho-client} for C{server}.
+    """
+    return [script("nbecho-client"), "--port", str(server.port), *args]
+
+
+def test_ctrlCOnTerminal(server: RunningServer) -> None:
+    """
+    Ctrl-C on a terminal ends the client at once, killed by SIGINT, without
+    a message, and leaves the terminal in blocking mode.
+    """
+    terminal = Terminal(client(server))
+    try:
+        terminal.waitFor(b'send server (exit is "exit"): ')
+        terminal.type(b"\x03")
+        assert terminal.wait() == -signal.SIGINT
+        assert terminal.output == b'send server (exit is "exit"): ^C'
+        assert os.get_blocking(terminal.slave)
+    finally:
+        terminal.close()
+
+
+def test_ctrlCInShell(server: RunningServer) -> None:
+    """
+    In an interactive shell, Ctrl-C in the client gives status 130 and the
+    shell's next prompt starts on a new line.
+    """
+    env = dict(os.environ, PS1="$ ", TERM="dumb")
+    shell = Terminal([tool("bash", required=True), "--norc", "--noprofile", "-i"], env)
+    try:
+        shell.waitFor(b"$ ")
+        shell.type(" ".join(client(server)).encode() + b"\n")
+        shell.waitFor(b"): ")
+        shell.type(b"\x03")
+        shell.waitFor(b"^C\r\n$ ")
+        shell.type(b'echo "status=$?"\n')
+        shell.waitFor(b"status=130\r\n$ ")
+        assert b"Traceback" not in shell.output
+        assert b"nbecho-client:" not in shell.output
+        shell.type(b"exit\n")
+        shell.wait()
+    finally:
+        shell.close()
+
+
+def test_ctrlDOnTerminal(server: RunningServer) -> None:
+    """
+    Ctrl-D at the prompt ends the session with status 0, and the output
+    ends with a newline so the shell's prompt starts a line.
+    """
+    terminal = Terminal(client(server))
+    try:
+        terminal.waitFor(b"): ")
+        terminal.type(b"hello\n")
+        terminal.waitFor(b"hello\r\nhello\r\nsend server")
+        terminal.waitFor(b'"): ')
+        terminal.type(b"\x04")
+        assert terminal.wait() == 0
+        assert terminal.output.endswith(b'send server (exit is "exit"): \r\n')
+    finally:
+        terminal.close()
+
+
+def test_killSignals(server: RunningServer) -> None:
+    """
+    SIGINT and SIGTERM sent with kill end a running session at once, killed
+    by the signal, with nothing on stderr.
+    """
+    for number in (signal.SIGINT, signal.SIGTERM):
+        process = startClient(server.port)
+        assert process.stdin is not None
+        process.stdin.write(b"one\n")
+        process.stdin.flush()
+        assert process.stdout is not None
+        assert readLine(process.stdout) == b"one\n"
+        process.send_signal(number)
+        stdout, stderr = process.communicate(timeout=TIMEOUT)
+        assert (process.returncode, stdout, stderr) == (-number, b"", b"")
+
+
+def test_pipelineIntoHead(server: RunningServer) -> None:
+    """
+    C{seq 1 100000 | nbecho-client | head -1} prints 1 and ends; the client
+    ends as C{seq} would, by SIGPIPE (status 141), quietly.
+    """
+    pipeline = (
+        f"seq 1 100000 | {script('nbecho-client')} --port {server.port} | head -1;"
+        ' echo "${PIPESTATUS[1]} ${PIPESTATUS[2]}" >&2'
+    )
+    result = subprocess.run(
+        [tool("bash", required=True), "-c", pipeline],
+        capture_output=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (0, b"1\n")
+    assert result.stderr == b"141 0\n"
+
+
+def test_exitWord(nbechoServer: ServerFactory) -> None:
+    """
+    Against C{twistd nbecho --exit-word bye}, C{--exit-word bye} names it in
+    the prompt and typing it ends the session with status 0.
+    """
+    server = nbechoServer("--exit-word", "bye")
+    terminal = Terminal(client(server, "--exit-word", "bye"))
+    try:
+        terminal.waitFor(b'send server (exit is "bye"): ')
+        terminal.type(b"exit\n")
+        terminal.waitFor(b'exit\r\nexit\r\nsend server (exit is "bye"): ')
+        terminal.type(b"bye\n")
+        assert terminal.wait() == 0
+        assert terminal.output.endswith(b"bye\r\nbye\r\n")
+    finally:
+        terminal.close()
+    piped = runClient(server.port, b"a\nbye\nb\n", "--exit-word", "bye")
+    assert (piped.returncode, piped.stdout, piped.stderr) == (0, b"a\nbye\n", b"")
+
+
+def test_noExitWord(nbechoServer: ServerFactory) -> None:
+    """
+    With C{--exit-word ''} on both sides C{exit} is a line like any other and
+    the prompt has no parenthesis.
+    """
+    server = nbechoServer("--exit-word", "")
+    terminal = Terminal(client(server, "--exit-word", ""))
+    try:
+        terminal.waitFor(b"send server: ")
+        terminal.type(b"exit\n")
+        terminal.waitFor(b"exit\r\nexit\r\nsend server: ")
+        terminal.type(b"\x04")
+        assert terminal.wait() == 0
+    finally:
+        terminal.close()
+
+
+def test_positionalHostPort(server: RunningServer) -> None:
+    """
+    C{nbecho-client HOST PORT} connects there, options may follow.
+    """
+    result = runClient(None, b"x\nbye\ny\n", "127.0.0.1", str(server.port))
+    assert (result.returncode, result.stdout) == (0, b"x\nbye\ny\n")
+    result = runClient(
+        None, b"x\n", "127.0.0.1", str(server.port), "--exit-word", "bye"
+    )
+    assert (result.returncode, result.stdout) == (0, b"x\n")
+
+
+def test_usageConflicts() -> None:
+    """
+    A host or port given twice or beside C{--connect}, or a third argument:
+    one line on stderr, status 2, no traceback.
+    """
+    for args in (
+        ["127.0.0.1", "--connect", "tcp:127.0.0.1:1"],
+        ["127.0.0.1", "--host", "::1"],
+        ["127.0.0.1", "1", "2"],
+    ):
+        result = runClient(None, b"", *args)
+        lines = result.stderr.decode().splitlines()
+        assert result.returncode == 2, (args, result)
+        assert len(lines) == 1 and "Traceback" not in lines[0], (args, lines)
+
+
+def test_version() -> None:
+    """
+    C{nbecho-client --version} prints nbecho's version.
+    """
+    result = runClient(None, b"", "--version")
+    assert result.returncode == 0
+    assert result.stdout == f"nbecho-client (nbecho) {__version__}\n".encode()
