@@ -294,11 +294,24 @@ def endOnSignals(modes: StdioModes, numbers: list[signal.Signals]) -> None:
 
 def endBySignal(number: signal.Signals, modes: StdioModes) -> None:
     """
-    Die by signal C{number}, as a program without a handler for it would,
-    after putting stdio back as it was.  The shell then reports 128 plus the
-    signal number, and stays quiet about SIGINT and SIGPIPE.
+    End as the user asked, after putting stdio back as it was.
+
+    Ctrl-C (SIGINT) exits with status 130, the status shells report for it,
+    after starting a new line on the terminal (the shell's prompt would
+    otherwise follow the C{^C}).  Other signals kill the client as they
+    would a program without a handler, so the shell reports 128 plus the
+    signal number.
     """
     modes.restore()
+    if number == signal.SIGINT:
+        for fd in (1, 2):
+            try:
+                if os.isatty(fd):
+                    os.write(fd, b"\n")
+                    break
+            except OSError:
+                pass  # closed: nobody to start a line for
+        os._exit(128 + number)
     signal.signal(number, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {number})
     os.kill(os.getpid(), number)

@@ -10,16 +10,13 @@ Exit status: 0 after the exit word or the end of input once every echo is
 printed; 1 when the server cannot be reached; 2 for a usage error; 3 when the
 connection is lost or the server closes it before the session ends.
 
-Interrupted, it ends the way C{cat} or C{nc} does, so that shells and scripts
-see why: Ctrl-C (SIGINT), SIGTERM and SIGHUP end it at once, silently, killed
-by that signal (status 130, 143 and 129 in a shell), and a closed standard
+Interrupted, it ends at once and silently: Ctrl-C (SIGINT) with status 130
+after starting a new line on the terminal; SIGTERM and SIGHUP kill it as
+they would C{cat} or C{nc} (status 143 and 129 in a shell); a closed standard
 output (the reader of a pipe quit, as C{head} does) ends it as SIGPIPE ends
-C{seq} (status 141 in a shell, nothing printed).  Dying by the signal rather
-than exiting with 128 plus its number is what lets an interactive shell start
-its prompt on a new line after C{^C} and a shell script stop at the
-interrupted command.  Before dying it puts standard input and output back in
-blocking mode: Twisted makes them non-blocking, and a terminal left so would
-break the programs run after it.
+C{seq} (status 141 in a shell, nothing printed).  Before it ends it puts
+standard input and output back in blocking mode: Twisted makes them
+non-blocking, and a terminal left so would break the programs run after it.
 """
 
 from __future__ import annotations

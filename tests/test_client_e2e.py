@@ -102,15 +102,15 @@ def client(server: RunningServer, *args: str) -> list[str]:
 
 def test_ctrlCOnTerminal(server: RunningServer) -> None:
     """
-    Ctrl-C on a terminal ends the client at once, killed by SIGINT, without
-    a message, and leaves the terminal in blocking mode.
+    Ctrl-C on a terminal ends the client at once with status 130, without a
+    message, on a new line, and leaves the terminal in blocking mode.
     """
     terminal = Terminal(client(server))
     try:
         terminal.waitFor(b'send server (exit is "exit"): ')
         terminal.type(b"\x03")
-        assert terminal.wait() == -signal.SIGINT
-        assert terminal.output == b'send server (exit is "exit"): ^C'
+        assert terminal.wait() == 130
+        assert terminal.output == b'send server (exit is "exit"): ^C\r\n'
         assert os.get_blocking(terminal.slave)
     finally:
         terminal.close()
@@ -159,10 +159,10 @@ def test_ctrlDOnTerminal(server: RunningServer) -> None:
 
 def test_killSignals(server: RunningServer) -> None:
     """
-    SIGINT and SIGTERM sent with kill end a running session at once, killed
-    by the signal, with nothing on stderr.
+    SIGINT and SIGTERM sent with kill end a running session at once (status
+    130 for SIGINT, killed by SIGTERM), with nothing on stdout or stderr.
     """
-    for number in (signal.SIGINT, signal.SIGTERM):
+    for number, status in ((signal.SIGINT, 130), (signal.SIGTERM, -signal.SIGTERM)):
         process = startClient(server.port)
         assert process.stdin is not None
         process.stdin.write(b"one\n")
@@ -171,7 +171,7 @@ def test_killSignals(server: RunningServer) -> None:
         assert readLine(process.stdout) == b"one\n"
         process.send_signal(number)
         stdout, stderr = process.communicate(timeout=TIMEOUT)
-        assert (process.returncode, stdout, stderr) == (-number, b"", b"")
+        assert (process.returncode, stdout, stderr) == (status, b"", b"")
 
 
 def test_pipelineIntoHead(server: RunningServer) -> None:
