@@ -1,9 +1,10 @@
 """
 Per-message log lines are rate-limited, per connection (C{--log-rate}) and
 in total (C{--log-rate-total}), so that one client cannot fill the disk;
-what is held back is summarised in a line such as::
+what is held back is summarised in a line such as (one line)::
 
-    Read Data 127.0.0.1:5000: 48,213 more messages (2.3 MB) not logged in the last second
+    Read Data 127.0.0.1:5000: 48,213 more messages (2.3 MB) not logged
+    in the last second
 
 Every echo still arrives, the C{close} line and the metrics still count
 every message and byte, and C{--quiet} still logs no message at all.
