@@ -10,6 +10,7 @@ one core with it.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -66,6 +67,25 @@ def memory(server: RunningServer) -> dict[str, int]:
         if name in ("VmRSS", "VmHWM"):
             figures[name] = int(value.split()[0]) * 1024
     return figures
+
+
+def cpuSeconds(server: RunningServer) -> float:
+    """
+    The CPU time (user + system) the server has used so far, in seconds.
+    """
+    stat = Path(f"/proc/{server.pid}/stat").read_text()
+    # Fields after the command name, which is in parentheses and may hold
+    # spaces: utime and stime are the 14th and 15th fields of the line.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def openFiles(server: RunningServer) -> int:
+    """
+    How many file descriptors the server has open (sockets included).
+    """
+    return len(os.listdir(f"/proc/{server.pid}/fd"))
 
 
 def resetPeak(server: RunningServer) -> None:
