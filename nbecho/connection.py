@@ -34,6 +34,7 @@ from nbecho.interfaces import IEchoConnection
 
 if TYPE_CHECKING:
     from nbecho.settings import EchoSettings
+    from nbecho.stats import EchoStats
 
 log = Logger(namespace="nbecho")
 
@@ -134,6 +135,11 @@ class Connection(Protocol, TimeoutMixin):
             nbecho_event="idle_timeout",
         )
         self.close("idle timeout")
+
+    def addTo(self, stats: EchoStats) -> None:
+        """
+        A connection that echoes nothing counts nothing.
+        """
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.setTimeout(None)

@@ -162,8 +162,7 @@ class EchoFactory(ServerFactory):
                     self.perPeer[key] = left
                 else:
                     del self.perPeer[key]
-            if isinstance(connection, EchoProtocol):
-                connection.addTo(self._closed)
+            connection.addTo(self._closed)
         if not self.connections:
             waiting, self._whenEmpty = self._whenEmpty, []
             for d in waiting:
@@ -184,8 +183,7 @@ class EchoFactory(ServerFactory):
             refused=dict(closed.refused),
         )
         for connection in self._admitted:
-            if isinstance(connection, EchoProtocol):
-                connection.addTo(stats)
+            connection.addTo(stats)
         return stats
 
     def whenEmpty(self) -> Deferred[None]:
