@@ -8,7 +8,10 @@ is taken by a protocol subclass used only when metrics are on: without
 C{--metrics} the protocol classes and their fast paths are untouched.
 
 Every factory gets its own L{CollectorRegistry}, so several services in one
-process (or in one test run) never mix their numbers.
+process (or in one test run) never mix their numbers.  Beside nbecho's own
+metrics it holds the standard C{process_*} ones (CPU, memory, open files,
+start time, where C{/proc} has them) and C{nbecho_build_info}, the running
+version as a label, as exporters conventionally report them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import attrs
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Histogram, Info, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.twisted import MetricsResource
 from twisted.internet.interfaces import IListeningPort
@@ -24,6 +27,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from nbecho import __version__
 from nbecho._address import formatAddress
 from nbecho._service import ListeningService
 from nbecho.factory import EchoFactory, EchoSettings, EchoStats
@@ -114,6 +118,10 @@ def instrument(factory: EchoFactory) -> CollectorRegistry:
     """
     registry = CollectorRegistry()
     registry.register(StatsCollector(factory.stats))
+    ProcessCollector(registry=registry)
+    Info("nbecho_build", "The nbecho version running.", registry=registry).info(
+        {"version": __version__}
+    )
     sizes = Histogram(
         "nbecho_message_size_bytes",
         "Size of each message received, terminator excluded.",
