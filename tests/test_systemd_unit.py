@@ -134,6 +134,17 @@ def rootVenv() -> Iterator[Path]:
         )
         twistd.chmod(0o755)
         plugins.chmod(0o555)
+        reachable = subprocess.run(
+            [*_asNobody(), str(venv / "bin" / "python"), "-c", "import nbecho.tap"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert reachable.returncode == 0, (
+            f"user nobody cannot run nbecho from {venv} (is the Python it is "
+            f"based on, {sys.base_prefix}, readable by all?)\n{reachable.stderr}"
+        )
         yield venv
     finally:
         shutil.rmtree(base)
@@ -147,6 +158,21 @@ def _environment() -> dict[str, str]:
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
+def _asNobody() -> list[str]:
+    """
+    The command prefix that runs a program as user nobody, as systemd runs
+    a service as its dynamic user: no groups, no way back to privileges.
+    """
+    nobody = pwd.getpwnam("nobody")
+    return [
+        tool("setpriv", required=True),
+        f"--reuid={nobody.pw_uid}",
+        f"--regid={nobody.pw_gid}",
+        "--clear-groups",
+        "--no-new-privs",
+    ]
+
+
 def _serveAsNobody(venv: Path) -> RunningServer:
     """
     Run the unit's C{ExecStart=} as user nobody with the unit's
@@ -154,7 +180,6 @@ def _serveAsNobody(venv: Path) -> RunningServer:
     port, and serve one client; the caller stops the server.
     """
     service = _service()
-    nobody = pwd.getpwnam("nobody")
     limit = int(service["LimitNOFILE"])
     port = freePort()
     command = [
@@ -162,11 +187,7 @@ def _serveAsNobody(venv: Path) -> RunningServer:
         "--fdname=nbecho",
         "--listen",
         f"127.0.0.1:{port}",
-        tool("setpriv", required=True),
-        f"--reuid={nobody.pw_uid}",
-        f"--regid={nobody.pw_gid}",
-        "--clear-groups",
-        "--no-new-privs",
+        *_asNobody(),
         *_command(service["ExecStart"], venv),
     ]
     server = launch(
