@@ -10,7 +10,10 @@ C{--metrics} the protocol classes and their fast paths are untouched.
 Every server gets its own L{CollectorRegistry}, so several services in one
 process (or in one test run) never mix their numbers.  With C{--workers},
 each scrape first asks the worker processes for their totals, so that every
-scrape reports the whole server.
+scrape reports the whole server.  Beside nbecho's own metrics the registry
+holds the standard C{process_*} ones (CPU, memory, open files, start time,
+where C{/proc} has them; of twistd's process) and C{nbecho_build_info}, the
+running version as a label, as exporters conventionally report them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Histogram,
+    Info,
+    ProcessCollector,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -32,6 +37,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from nbecho import __version__
 from nbecho._address import formatAddress
 from nbecho.deploy.workers import WorkerPool
 from nbecho.listening import ListeningService
@@ -126,6 +132,10 @@ def instrument(server: ServerService) -> CollectorRegistry:
     factory = server.factory
     registry = CollectorRegistry()
     registry.register(StatsCollector(server.totals))
+    ProcessCollector(registry=registry)
+    Info("nbecho_build", "The nbecho version running.", registry=registry).info(
+        {"version": __version__}
+    )
     sizes = Histogram(
         "nbecho_message_size_bytes",
         "Size of each message received, terminator excluded.",
