@@ -177,8 +177,7 @@ class Options(usage.Options):
 
     def opt_listen(self, description: str) -> None:
         """
-        Listen on this endpoint (tcp:, unix:, ssl:, ..., udp:PORT for echo over
-        UDP); repeatable; replaces --port.
+        Listen on endpoint (tcp:, udp:, unix:, ssl:...) instead of --port; repeatable.
         """
         self["listen"].append(description)
 

@@ -11,8 +11,8 @@ what it can answer safely:
     DNS and the other services that answer datagrams live;
   - never a datagram from the server's own port (itself, or an echo server
     on the same port elsewhere: a loop);
-  - at most L{UDPLimits.perSource} replies per second to one source address
-    and L{UDPLimits.total} replies per second in all.
+  - at most C{UDPLimits.perSource} replies per second to one source address
+    and C{UDPLimits.total} replies per second in all.
 
 Every datagram left unanswered is counted by reason (in the totals and the
 metrics) and summarised in the log at most once a second, never one line
@@ -110,7 +110,7 @@ def parseUDP(description: str) -> tuple[int, str]:
     backslash quotes the next character: C{interface=\\:\\:1}); Twisted has
     no public parser for them.
 
-    @raise usage.UsageError: for anything else.
+    @raise twisted.python.usage.UsageError: for anything else.
     """
     args, kwargs = _splitDescription(description)
     if len(args) != 2 or not args[1].isascii() or not args[1].isdigit():
