@@ -160,7 +160,8 @@ class ServerService(MultiService):
         refused = stats.refused
         log.info(
             "nbecho stopped: {connections} connections, {messages} messages, "
-            "{bytesIn} bytes in, {bytesOut} bytes out, {refusals} refused{detail}",
+            "{bytesIn} bytes in, {bytesOut} bytes out, {refusals} refused{detail}"
+            "{udp}",
             connections=stats.connectionsTotal,
             messages=stats.messages,
             bytesIn=stats.bytesIn,
@@ -169,6 +170,14 @@ class ServerService(MultiService):
             refused=dict(refused),
             detail="".join(
                 f", {count} by --{name}" for name, count in sorted(refused.items())
+            ),
+            udpDatagrams=stats.udpDatagrams,
+            udpDropped=dict(stats.udpDropped),
+            udp=(
+                f"; UDP: {stats.udpDatagrams} datagrams echoed, "
+                f"{sum(stats.udpDropped.values())} dropped"
+                if stats.udpDatagrams or stats.udpDropped
+                else ""
             ),
             nbecho_event="stopped",
         )

@@ -14,6 +14,14 @@ from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python import usage
 
 from nbecho.deploy.proxy import proxiedFromString
+from nbecho.deploy.udp import (
+    DEFAULT_RATE,
+    DEFAULT_RATE_TOTAL,
+    UDPLimits,
+    addUDP,
+    isUDP,
+    parseUDP,
+)
 from nbecho.deploy.workers import addWorkers, checkWorkers, shareLimits
 from nbecho.logs.jsonlog import (
     LOG_FORMATS,
@@ -69,6 +77,18 @@ _LIMIT_PARAMETERS = [
         "0",
         "Refuse connections beyond this many open ones from one client IP; "
         "0: no limit.",
+    ],
+    [
+        "udp-rate",
+        None,
+        str(DEFAULT_RATE),
+        "UDP echo: replies per second to one source address; 0: no limit.",
+    ],
+    [
+        "udp-rate-total",
+        None,
+        str(DEFAULT_RATE_TOTAL),
+        "UDP echo: replies per second in all; 0: no limit.",
     ],
     [
         "shutdown-grace",
@@ -157,7 +177,7 @@ class Options(usage.Options):
 
     def opt_listen(self, description: str) -> None:
         """
-        Listen on this endpoint (tcp:, unix:, ssl:, ...); repeatable; replaces --port.
+        Listen on endpoint (tcp:, udp:, unix:, ssl:...) instead of --port; repeatable.
         """
         self["listen"].append(description)
 
@@ -191,6 +211,7 @@ class Options(usage.Options):
             shutdownGrace=_seconds("shutdown-grace", self["shutdown-grace"]),
         )
         useFastTextLog(self)
+        self["udp"] = _udpListeners(self)
         self["workers"] = checkWorkers(self["workers"], self["listen"])
         self["settings"] = shareLimits(self["settings"], self["workers"])
         if not self["listen"]:
@@ -202,6 +223,8 @@ class Options(usage.Options):
 
         self["endpoints"] = []
         for description in self["listen"]:
+            if isUDP(description):
+                continue
             try:
                 endpoint = proxiedFromString(reactor, description) or serverFromString(
                     reactor, description
@@ -219,6 +242,26 @@ class Options(usage.Options):
             )
         if self["metrics"] is not None:
             self["metricsEndpoint"] = _metricsEndpoint(reactor, self["metrics"])
+
+
+def _udpListeners(options: Options) -> list[str]:
+    """
+    The C{udp:} descriptions among C{--listen}, checked, with their limits
+    in C{options["udpLimits"]}.  Worker processes would each keep limits of
+    their own, so C{--workers} refuses them.
+    """
+    options["udpLimits"] = UDPLimits(
+        perSource=_number("udp-rate", options["udp-rate"], 0),
+        total=_number("udp-rate-total", options["udp-rate-total"], 0),
+    )
+    found = [description for description in options["listen"] if isUDP(description)]
+    for description in found:
+        parseUDP(description)
+    if found and checkWorkers(options["workers"], []) > 1:
+        raise usage.UsageError(
+            f"--workers cannot share {found[0]!r}: serve UDP with one process"
+        )
+    return found
 
 
 def _systemdProblem(description: str, error: Exception) -> str | None:
@@ -262,6 +305,7 @@ def makeService(options: Options) -> IService:
         destination = logDestination(getattr(options, "parent", None))
         service = JSONLoggingService(JSONLinesObserver(destination))
         server.setServiceParent(service)
+    addUDP(server, options["udp"], options["udpLimits"])
     pool = addWorkers(server, options["workers"])
     if options["metrics"] is not None:
         from nbecho.deploy.metrics import addMetrics

@@ -39,6 +39,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from nbecho import __version__
 from nbecho._address import formatAddress
+from nbecho.deploy.udp import UDPEchoService
 from nbecho.deploy.workers import WorkerPool
 from nbecho.listening import ListeningService
 from nbecho.protocol import EchoProtocol
@@ -90,6 +91,19 @@ class StatsCollector:
         yield CounterMetricFamily(
             "nbecho_sent_bytes", "Bytes echoed to clients.", value=stats.bytesOut
         )
+        yield CounterMetricFamily(
+            "nbecho_udp_datagrams",
+            "UDP datagrams echoed (counted in nbecho_messages_total too).",
+            value=stats.udpDatagrams,
+        )
+        dropped = CounterMetricFamily(
+            "nbecho_udp_dropped",
+            "UDP datagrams left unanswered, by reason.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(stats.udpDropped.items()):
+            dropped.add_metric([reason], count)
+        yield dropped
 
 
 def _measuring(
@@ -142,6 +156,9 @@ def instrument(server: ServerService) -> CollectorRegistry:
         buckets=SIZE_BUCKETS,
         registry=registry,
     )
+    for child in server:
+        if isinstance(child, UDPEchoService):
+            child.echo.observe = sizes.observe
     factory.protocol = _measuring(  # type: ignore[assignment]
         factory.protocol,  # type: ignore[arg-type]
         factory.settings,
