@@ -299,7 +299,7 @@ class MakeServiceTests(TestCase):
         """
         With C{--workers 3} a pool of workers joins the server, gets the
         echo listeners and the server's share of C{--max-connections}, and
-        its totals count in the server's.
+        its totals count in the server's (refreshed before SIGUSR1's line).
         """
         unix = self.unixSocket()
         service = self.make(
@@ -315,6 +315,7 @@ class MakeServiceTests(TestCase):
             ["tcp:0", unix],
         )
         self.assertEqual(service.statsSources, [pool.stats])
+        self.assertEqual(service.statsRefreshers, [pool.refresh])
 
     def test_oneProcessNoPool(self) -> None:
         """
