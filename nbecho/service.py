@@ -133,7 +133,7 @@ class ServerService(MultiService):
                 "Received SIGHUP: cannot reopen the log file, still writing to "
                 "the old one: {error}",
                 error=inWords(error),
-                nbecho_event="log_reopen_failed",
+                nbecho_event="reopen_failed",
             )
             return
         if not paths:
