@@ -283,6 +283,8 @@ class OperatorSignalTests(SynchronousTestCase):
         self.service = ServerService(self.harness.factory, 5, self.reactor)
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             self.addCleanup(signal.signal, number, signal.getsignal(number))
+        # No log rotation of another test's to chain to.
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
 
     def deliver(self, number: int) -> None:
         """
@@ -301,7 +303,6 @@ class OperatorSignalTests(SynchronousTestCase):
         SIGUSR1 logs one line with the connections open and in total, the
         messages, bytes and refusals, and stops nothing.
         """
-        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
         self.service._installSignalHandlers()
         protocol, _ = self.harness.connect()
         protocol.dataReceived(b"hello\n")
