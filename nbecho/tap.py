@@ -13,6 +13,7 @@ from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python import usage
 
+from nbecho._errors import inWords
 from nbecho.deploy.proxy import proxiedFromString
 from nbecho.deploy.udp import (
     DEFAULT_RATE,
@@ -23,6 +24,7 @@ from nbecho.deploy.udp import (
     parseUDP,
 )
 from nbecho.deploy.workers import addWorkers, checkWorkers, shareLimits
+from nbecho.listening import listenBeforeStart
 from nbecho.logs.jsonlog import (
     LOG_FORMATS,
     JSONLinesObserver,
@@ -230,9 +232,9 @@ class Options(usage.Options):
                     reactor, description
                 )
             except Exception as error:  # noqa: BLE001 - parsers raise anything
+                why = _systemdProblem(description, error) or inWords(error, description)
                 raise usage.UsageError(
-                    f"cannot use endpoint {description!r}: "
-                    f"{_systemdProblem(description, error) or error}"
+                    f"cannot use endpoint {description!r}: {why}"
                 ) from None
             self["endpoints"].append((description, endpoint))
         if self["log-format"] not in LOG_FORMATS:
@@ -311,4 +313,6 @@ def makeService(options: Options) -> IService:
         from nbecho.deploy.metrics import addMetrics
 
         addMetrics(server, options["metrics"], options["metricsEndpoint"], pool)
+    # Before twistd forks a daemon: a failure must reach the terminal.
+    listenBeforeStart([service])
     return service
