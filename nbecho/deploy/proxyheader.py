@@ -153,7 +153,7 @@ class HeaderReader:
             destination, (IPv4Address, IPv6Address)
         ):
             # Built from packed bytes and 16-bit fields: valid by construction.
-            return Header(source, destination), remaining
+            return Header(_normal(source), _normal(destination)), remaining
         # LOCAL, UNSPEC or UNIX sockets: no client IP to name.
         return Header(), remaining
 
@@ -196,7 +196,15 @@ def readV1(line: bytes) -> Header:
         and isinstance(info.destination, (IPv4Address, IPv6Address))
     ):
         raise HeaderError(f"malformed header {_shown(line)}")
-    return Header(info.source, info.destination)
+    return Header(_normal(info.source), _normal(info.destination))
+
+
+def _normal(address: IPv4Address | IPv6Address) -> IPv4Address | IPv6Address:
+    """
+    C{address} with its host spelled the one way C{ipaddress} spells it
+    (C{2001:db8::1}, not C{2001:db8:0:0:0:0:0:1}): one client, one name.
+    """
+    return attrs.evolve(address, host=str(ipaddress.ip_address(address.host)))
 
 
 def _checkAddress(
