@@ -170,18 +170,24 @@ class ProxiedConnection(ProtocolWrapper, TimeoutMixin):
     # IHalfCloseableProtocol: the echo protocol's once started.
 
     def readConnectionLost(self) -> None:
+        if not self.started:
+            self._end(self._cutShort("input ended"))
+            return
         protocol = IHalfCloseableProtocol(self.wrappedProtocol, None)
-        if self.started and protocol is not None:
+        if protocol is not None:
             protocol.readConnectionLost()
         else:
-            self._end(self._cutShort("input ended"))
+            self.loseConnection()
 
     def writeConnectionLost(self) -> None:
+        if not self.started:
+            self._end(self._cutShort("output closed"))
+            return
         protocol = IHalfCloseableProtocol(self.wrappedProtocol, None)
-        if self.started and protocol is not None:
+        if protocol is not None:
             protocol.writeConnectionLost()
         else:
-            self._end(self._cutShort("the client stopped reading"))
+            self.loseConnection()
 
     def _cutShort(self, what: str) -> str:
         received = self._reader.received

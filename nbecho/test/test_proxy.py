@@ -166,6 +166,16 @@ class ProxiedConnectionTests(SynchronousTestCase):
         self.assertEqual(self.lose(), [])
         self.assertEqual(self.echo.stats.connectionsOpen, 0)
 
+    def test_outputClosedBeforeHeader(self) -> None:
+        """A connection whose sending side fails before its header is closed."""
+        with capturedLogs() as events:
+            self.connection.writeConnectionLost()
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(
+            self.refusals([dict(e) for e in events]),
+            [("127.0.0.1:50000", "output closed after 0 bytes, before a whole header")],
+        )
+
     def test_invalidHeader(self) -> None:
         """
         A connection without a valid header is closed with one warning naming
