@@ -35,6 +35,9 @@ class EchoSettings:
         refused; 0 means no limit.
     @ivar shutdownGrace: seconds a stopping server waits for open
         connections to receive their echoes before it cuts them.
+    @ivar proxyTimeout: seconds a C{haproxy:} listener's connection has to
+        send its whole PROXY header, counted from its accept; 0 leaves only
+        C{idleTimeout}.
     """
 
     framing: str = "line"
@@ -45,6 +48,7 @@ class EchoSettings:
     maxConnections: int = 10000
     maxPerPeer: int = 0
     shutdownGrace: float = 5.0
+    proxyTimeout: float = 5.0
 
     def __attrs_post_init__(self) -> None:
         if self.framing not in FRAMINGS:
@@ -55,3 +59,5 @@ class EchoSettings:
             raise ValueError("limits cannot be negative")
         if self.shutdownGrace < 0:
             raise ValueError("shutdownGrace cannot be negative")
+        if self.proxyTimeout < 0:
+            raise ValueError("proxyTimeout cannot be negative")

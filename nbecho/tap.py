@@ -58,6 +58,16 @@ def _seconds(option: str, text: str) -> float:
     return value
 
 
+def _timeout(option: str, text: str) -> float:
+    # Below a tenth of a second, a timeout would close connections at once.
+    value = _seconds(option, text)
+    if 0 < value < 0.1:
+        raise usage.UsageError(
+            f"--{option} takes 0 or at least 0.1 seconds, not {text!r}"
+        )
+    return value
+
+
 #: The limits' options (L{nbecho.factory}, L{nbecho.connection},
 #: L{nbecho.service}), in one block.
 _LIMIT_PARAMETERS = [
@@ -91,6 +101,13 @@ _LIMIT_PARAMETERS = [
         None,
         str(DEFAULT_RATE_TOTAL),
         "UDP echo: replies per second in all; 0: no limit.",
+    ],
+    [
+        "proxy-timeout",
+        None,
+        "5",
+        "Close a haproxy: connection that has not sent its whole PROXY header "
+        "this many seconds after connecting; 0: only --idle-timeout applies.",
     ],
     [
         "shutdown-grace",
@@ -211,6 +228,7 @@ class Options(usage.Options):
             maxConnections=_number("max-connections", self["max-connections"], 0),
             maxPerPeer=_number("max-per-peer", self["max-per-peer"], 0),
             shutdownGrace=_seconds("shutdown-grace", self["shutdown-grace"]),
+            proxyTimeout=_timeout("proxy-timeout", self["proxy-timeout"]),
         )
         useFastTextLog(self)
         self["udp"] = _udpListeners(self)

@@ -23,7 +23,8 @@ class EchoSettingsTests(SynchronousTestCase):
         """
         By default messages are lines, C{exit} ends a connection, every message
         is logged, lines may be 64 KiB long, silence ends a connection after
-        five minutes, 10,000 connections fit, and a stop waits five seconds.
+        five minutes, 10,000 connections fit, a stop waits five seconds, and a
+        PROXY header must arrive within five seconds.
         """
         self.assertEqual(
             attrs.asdict(EchoSettings()),
@@ -36,6 +37,7 @@ class EchoSettingsTests(SynchronousTestCase):
                 "maxConnections": 10000,
                 "maxPerPeer": 0,
                 "shutdownGrace": 5.0,
+                "proxyTimeout": 5.0,
             },
         )
 
@@ -60,10 +62,11 @@ class EchoSettingsTests(SynchronousTestCase):
 
     def test_negativeLimits(self) -> None:
         """
-        A negative idle timeout, connection limit, per-peer limit or grace is
-        refused; zero (off, or no wait) is fine.
+        A negative idle timeout, connection limit, per-peer limit, grace or
+        PROXY header timeout is refused; zero (off, or no wait) is fine.
         """
-        for name in ("idleTimeout", "maxConnections", "maxPerPeer", "shutdownGrace"):
+        names = ("idleTimeout", "maxConnections", "maxPerPeer", "shutdownGrace")
+        for name in (*names, "proxyTimeout"):
             limits: dict[str, Any] = {name: -1}
             self.assertRaises(ValueError, EchoSettings, **limits)
             limits[name] = 0

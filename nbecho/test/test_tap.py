@@ -128,6 +128,24 @@ class OptionErrorTests(SynchronousTestCase):
         """
         self.assertUsageError(["--port"], "--port")
 
+    def test_badProxyTimeout(self) -> None:
+        """
+        A PROXY header timeout that is negative, not a number, or so short it
+        would close every connection at once is refused.
+        """
+        for value in ("-1", "soon", "nan"):
+            self.assertUsageError(
+                ["--proxy-timeout", value],
+                "--proxy-timeout takes a number of seconds",
+                repr(value),
+            )
+        for value in ("0.05", "1e-9"):
+            self.assertUsageError(
+                ["--proxy-timeout", value],
+                "--proxy-timeout takes 0 or at least 0.1 seconds",
+                repr(value),
+            )
+
 
 class OptionTests(SynchronousTestCase):
     """
@@ -204,6 +222,15 @@ class OptionTests(SynchronousTestCase):
             ),
         )
 
+    def test_proxyTimeout(self) -> None:
+        """
+        --proxy-timeout becomes the settings' PROXY header timeout, 0 and
+        0.1 seconds included.
+        """
+        for value, seconds in (("2.5", 2.5), ("0", 0.0), ("0.1", 0.1)):
+            settings = parse("--proxy-timeout", value)["settings"]
+            self.assertEqual(settings.proxyTimeout, seconds)
+
     def test_exitWordOff(self) -> None:
         """
         An empty exit word turns the exit word off.
@@ -233,6 +260,7 @@ class OptionTests(SynchronousTestCase):
             "--exit-word",
             "--quiet",
             "--max-line-length",
+            "--proxy-timeout",
         ):
             self.assertIn(option, text)
 
