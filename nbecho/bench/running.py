@@ -13,12 +13,12 @@ import re
 import subprocess
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 import attrs
 
 from nbecho.bench.loaders import loaderCommand
-from nbecho.bench.proc import cpuSeconds, processTree
+from nbecho.bench.proc import cpuTimes, processTree
 from nbecho.bench.specs import ServerSpec
 
 _READY = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
@@ -57,9 +57,9 @@ class RunningServer:
         self.pids = processTree(self.process.pid)
 
     def _failed(self, why: str) -> SystemExit:
-        self.stop()
         self.errors.seek(0)
         detail = self.errors.read().decode("utf-8", "replace").strip()[-2000:]
+        self.stop()
         return SystemExit(f"bench: server {self.spec.name} {why}\n{detail}")
 
     def _waitForPort(self) -> int:
@@ -82,11 +82,13 @@ class RunningServer:
                     return int(line.split()[1])
         raise self._failed("did not start listening within 60s")
 
-    def cpu(self) -> float:
+    def cpuTimes(self) -> tuple[float, float]:
         """
-        CPU seconds used so far by the server and its worker processes.
+        User and system CPU seconds used so far by the server and its
+        worker processes.
         """
-        return sum(cpuSeconds(pid) for pid in self.pids)
+        times = [cpuTimes(pid) for pid in self.pids]
+        return sum(t[0] for t in times), sum(t[1] for t in times)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -149,11 +151,14 @@ def _startLoaders(server: RunningServer, load: Load) -> list[subprocess.Popen[st
     return procs
 
 
-def measure(server: RunningServer, load: Load) -> dict[str, Any]:
+def measure(
+    server: RunningServer, load: Load, window: Callable[[bool], None] | None = None
+) -> dict[str, Any]:
     """
     One measurement: load generators drive C{server} for C{load.warmup}
     seconds, then C{load.duration} seconds while the server's CPU time is
-    taken.
+    taken; C{window} is called with C{True} as that window opens and with
+    C{False} as it closes.
     """
     procs = _startLoaders(server, load)
     start = time.monotonic() + load.warmup
@@ -163,9 +168,13 @@ def measure(server: RunningServer, load: Load) -> dict[str, Any]:
         proc.stdin.write(f"go {start} {end}\n")
         proc.stdin.flush()
     time.sleep(max(0.0, start - time.monotonic()))
-    cpuStart = server.cpu()
+    if window:
+        window(True)
+    cpuStart = server.cpuTimes()
     time.sleep(max(0.0, end - time.monotonic()))
-    cpuEnd = server.cpu()
+    cpuEnd = server.cpuTimes()
+    if window:
+        window(False)
     results = []
     for proc in procs:
         out, _ = proc.communicate(timeout=120)
@@ -178,13 +187,15 @@ def measure(server: RunningServer, load: Load) -> dict[str, Any]:
     messages = sum(r["messages"] for r in results)
     latencies = sorted(x for r in results for x in r["latencies"])
     loaderCpu = sum(r["cpu"] for r in results)
-    serverCpu = cpuEnd - cpuStart
+    serverUser = cpuEnd[0] - cpuStart[0]
+    serverCpu = serverUser + cpuEnd[1] - cpuStart[1]
     per = max(messages, 1)
     duration = load.duration
     return {
         "messages": messages,
         "messagesPerSecond": messages / duration,
         "serverCpuUsPerMessage": serverCpu * 1e6 / per,
+        "serverUserUsPerMessage": serverUser * 1e6 / per,
         "serverCores": serverCpu / duration,
         "loaderCpuUsPerMessage": loaderCpu * 1e6 / per,
         "loaderCores": loaderCpu / duration,
