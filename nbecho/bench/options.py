@@ -118,6 +118,12 @@ def parser() -> argparse.ArgumentParser:
         "(default: $NBECHO_BENCH_PYPY; 'none' to skip)",
     )
     add(
+        "--other-python",
+        default="",
+        help="a second Python environment with nbecho installed (another "
+        "Twisted, say): adds other-nbecho rows run by it",
+    )
+    add(
         "--json",
         type=Path,
         default=Path("bench.json"),

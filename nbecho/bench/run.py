@@ -113,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes = [m for m in args.modes.split(",") if m]
     if not modes or set(modes) - set(MODES):
         raise SystemExit(f"bench: --modes takes {', '.join(MODES)}")
-    specs = availableServers(findPyPy(args.pypy), args.workers)
+    specs = availableServers(
+        findPyPy(args.pypy), args.workers, args.other_python or None
+    )
     if args.list:
         print("\n".join(specs))
         return 0

@@ -67,9 +67,12 @@ def hasModule(python: str, module: str) -> bool:
     return check.returncode == 0
 
 
-def availableServers(pypy: str | None, workers: Sequence[int]) -> dict[str, ServerSpec]:
+def availableServers(
+    pypy: str | None, workers: Sequence[int], other: str | None = None
+) -> dict[str, ServerSpec]:
     """
-    Every server this machine can run, in table order.
+    Every server this machine can run, in table order; C{other} is a
+    second CPython environment (another Twisted, say) for C{other-} rows.
     """
     py = sys.executable
     specs = [
@@ -96,6 +99,11 @@ def availableServers(pypy: str | None, workers: Sequence[int]) -> dict[str, Serv
             _baseline("pypy-asyncio", pypy, "asyncio"),
             _nbecho("pypy-nbecho-line-quiet", pypy, "line", True),
             _nbecho("pypy-nbecho-line", pypy, "line", False),
+        ]
+    if other:
+        specs += [
+            _nbecho("other-nbecho-line-quiet", other, "line", True),
+            _nbecho("other-nbecho-line", other, "line", False),
         ]
     return {spec.name: spec for spec in specs}
 
