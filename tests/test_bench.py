@@ -115,6 +115,33 @@ def test_smokePythonLoader(tmp_path: Path) -> None:
         assert data["summary"][mode]["nbecho-line-quiet"]["messagesChecked"] > 0
 
 
+def test_layers(tmp_path: Path) -> None:
+    """
+    The profile by layer samples nbecho under load in both modes and splits
+    its CPU per message between Twisted's and nbecho's layers.
+    """
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "nbecho.bench.layers"),
+            *("--servers", "nbecho-line-quiet", "--duration", "0.5"),
+            *("--json", "layers.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    profile = json.loads((tmp_path / "layers.json").read_text())
+    for mode in ("pingpong", "pipelined"):
+        layers = profile["nbecho-line-quiet"][mode]
+        total = layers.pop("total")
+        assert total["samples"] > 0
+        assert abs(sum(layer["share"] for layer in layers.values()) - 1) < 1e-9
+        assert any(name.startswith("nbecho ") for name in layers)
+    assert "nbecho-line-quiet, pingpong" in result.stdout
+
+
 @pytest.fixture
 def corruptingServer() -> Iterator[int]:
     """
