@@ -29,7 +29,7 @@ class LineEchoProtocol(EchoProtocol):
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
             return
-        self.resetTimeout()
+        self.lastInput = self.seconds()
         self.bytesIn += len(data)
         if self._buffer:
             data = self._buffer + data
