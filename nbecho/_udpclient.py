@@ -1,7 +1,7 @@
 """
 The client's UDP session: each line of standard input goes out as one
 datagram to the server and its echo is printed as a line (see
-L{nbecho._udpconsole}).
+C{nbecho._udpconsole}).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ nbecho-client} runs in bounded memory and prints every line.
 
 With C{--udp} each line goes out as one datagram and its echo is awaited,
 sent again after C{--timeout} seconds up to C{--retries} times (see
-L{nbecho._udpconsole}).
+C{nbecho._udpconsole}).
 
 Exit status: 0 after the exit word or the end of input once every echo is
 printed; 1 when the server cannot be reached (over UDP: no echo ever came
