@@ -84,7 +84,7 @@ class Connection(Protocol):
 
     def seconds(self) -> float:
         """
-        The factory's clock's time (a L{task.Clock} in tests).
+        The factory's clock's time (a L{twisted.internet.task.Clock} in tests).
         """
         now: float = self.factory.clock.seconds()
         return now
@@ -96,7 +96,7 @@ class Connection(Protocol):
 
     def setTimeout(self, period: float | None) -> None:
         """
-        Call L{timeoutConnection} once C{period} seconds pass without
+        Call C{timeoutConnection} once C{period} seconds pass without
         L{resetTimeout}; L{None} stops the timer.
         """
         if self._timer is not None:

@@ -56,7 +56,7 @@ class ServerService(MultiService):
         signal sent to the whole process group reaches both).
     @ivar statsSources: callables whose totals add to this process's own
         (the worker processes').
-    @ivar statsRefreshers: callables that bring L{statsSources} up to date,
+    @ivar statsRefreshers: callables that bring C{statsSources} up to date,
         before the totals of SIGUSR1 are logged.
     @ivar reopenLogs: reopens the log files and returns their paths (none
         when the log does not go to a file of nbecho's).

@@ -275,4 +275,4 @@ def test_limitShared() -> None:
     )
     service = makeService(config.subOptions)
     assert service.factory.settings.maxConnections * 3 <= 10  # type: ignore[attr-defined]
-    assert service.factory.maxConnections == 3  # type: ignore[attr-defined]
+    assert service.factory.settings.maxConnections == 3  # type: ignore[attr-defined]
