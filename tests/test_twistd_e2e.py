@@ -177,7 +177,13 @@ def test_editableInstall(tmp_path: Path) -> None:
         ROOT,
         project,
         ignore=shutil.ignore_patterns(
-            ".git", "build", "*.egg-info", "__pycache__", ".*_cache", "_trial_temp*"
+            ".git",
+            ".venv",
+            "build",
+            "*.egg-info",
+            "__pycache__",
+            ".*_cache",
+            "_trial_temp*",
         ),
     )
     # A bare virtual environment that borrows this one's packages (Twisted,
