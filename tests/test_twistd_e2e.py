@@ -177,7 +177,13 @@ def test_editableInstall(tmp_path: Path) -> None:
         ROOT,
         project,
         ignore=shutil.ignore_patterns(
-            ".git", "build", "*.egg-info", "__pycache__", ".*_cache", "_trial_temp*"
+            ".git",
+            ".venv",
+            "build",
+            "*.egg-info",
+            "__pycache__",
+            ".*_cache",
+            "_trial_temp*",
         ),
     )
     # A bare virtual environment that borrows this one's packages (Twisted,
@@ -242,39 +248,68 @@ def test_editableInstall(tmp_path: Path) -> None:
     assert "An edited TCP echo server" in edited.stdout
 
 
-def _quickStart() -> list[str]:
+def _readmeTestCommand(
+    readme: Path = ROOT / "README.rst",
+) -> subprocess.CompletedProcess[str]:
     """
-    The commands of README.rst's "Quick start" section, one per literal
-    block line.
+    Run C{.ci/readme-test-command}, the extractor C{.ci/run} uses, on
+    C{readme}.
     """
-    section = README.split("\nQuick start\n", 1)[1].split("\n----", 1)[0]
-    section = section.rsplit("\n", 1)[0]
-    return [line.strip() for line in section.splitlines() if line.startswith("    ")]
+    return subprocess.run(
+        [sys.executable, str(ROOT / ".ci" / "readme-test-command"), str(readme)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
 
 
-def test_quickStartHasTwoCommands() -> None:
+def test_quickStartCommands() -> None:
     """
-    The quick start is exactly two commands: install and start the server,
-    install and run every test.
+    The quick start starts the server on port 9999, and its test command
+    installs the Debian packages as root or through sudo, installs nbecho
+    with the test extra and runs trial and pytest.
     """
-    serve, test = _quickStart()
-    assert serve.endswith("twistd -n nbecho --port 9999")
-    assert "apt-get install" in test and ".ci/apt-packages" in test
-    assert test.endswith("trial nbecho && .venv/bin/pytest")
+    assert "twistd -n nbecho --port 9999" in README
+    result = _readmeTestCommand()
+    assert result.returncode == 0, result.stderr
+    command = result.stdout.strip()
+    assert command.startswith("sh .ci/install-debian-packages && "), command
+    assert ".venv/bin/pip install -e '.[test,dev]'" in command
+    assert command.endswith("trial nbecho && .venv/bin/pytest"), command
+    assert "\n" not in command
 
 
-def test_ciInstallsAsTheReadmeSays() -> None:
+def test_readmeTestCommandMarker(tmp_path: Path) -> None:
     """
-    C{.ci/run} installs nbecho with the README's own pip command and runs the
-    README's test commands.
+    The extractor takes the literal block right after C{.. test-command}
+    and refuses a README without one, so that CI cannot silently run
+    nothing.
     """
-    test = _quickStart()[1]
-    match = re.search(r"\.venv/bin/pip install ([^&]+?) &&", test)
-    assert match is not None, test
-    assert f'"$venv/bin/pip" install {match.group(1)}\n' in CI_RUN
-    assert "xargs -a .ci/apt-packages apt-get install" in CI_RUN
-    for command in ("trial nbecho", "pytest"):
-        assert re.search(rf"^{command}\b", CI_RUN, re.M), command
+    readme = tmp_path / "README.rst"
+    readme.write_text(
+        "Tests:\n\n.. test-command\n\n::\n\n    echo one && echo two\n\nEnd.\n"
+    )
+    assert _readmeTestCommand(readme).stdout == "echo one && echo two\n"
+    readme.write_text("Tests::\n\n    echo one\n")
+    result = _readmeTestCommand(readme)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith("readme-test-command: "), result.stderr
+    assert "expected one '.. test-command' line" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_ciRunsTheReadmeTestCommand() -> None:
+    """
+    C{.ci/run} runs the command it extracts from README.rst, with bash, and
+    the Debian packages come from C{.ci/apt-packages} through the script
+    the README names.
+    """
+    assert '"$(python3 .ci/readme-test-command README.rst)"' in CI_RUN
+    assert re.search(r'^\s*bash -c "\$command" </dev/null$', CI_RUN, re.M)
+    assert re.search(r"^stage readme readme$", CI_RUN, re.M)
+    installer = (ROOT / ".ci" / "install-debian-packages").read_text()
+    assert "apt-packages" in installer and "sudo" in installer
 
 
 def test_readmeDocumentsEveryOption() -> None:
