@@ -33,6 +33,7 @@ from zope.interface import implementer
 from nbecho.interfaces import IEchoConnection
 
 if TYPE_CHECKING:
+    from nbecho.logs.ratelimit import LogBudget
     from nbecho.settings import EchoSettings
 
 log = Logger(namespace="nbecho")
@@ -46,6 +47,7 @@ class ConnectionOwner(Structural):
 
     settings: EchoSettings
     clock: Any
+    logBudget: LogBudget
 
     def release(self, connection: Connection) -> None: ...
 

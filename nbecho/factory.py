@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from nbecho._address import formatAddress
 from nbecho.connection import Connection
 from nbecho.lines import LineEchoProtocol
+from nbecho.logs.ratelimit import LogBudget
 from nbecho.protocol import EchoProtocol
 from nbecho.settings import EchoSettings
 from nbecho.stats import EchoStats
@@ -88,6 +89,7 @@ class EchoFactory(ServerFactory):
 
     @ivar connections: every open connection, refusals included.
     @ivar open: connections admitted and not yet closed.
+    @ivar logBudget: the per-message log lines all connections share.
     """
 
     noisy = False
@@ -101,6 +103,7 @@ class EchoFactory(ServerFactory):
 
             clock = reactor
         self.clock: Any = clock
+        self.logBudget = LogBudget(self.settings.logRateTotal)
         self.protocol = PROTOCOLS[self.settings.framing]  # type: ignore[assignment]
         self.connections: set[Connection] = set()
         self.open = 0
