@@ -80,12 +80,11 @@ class EchoSettingsTests(SynchronousTestCase):
         Log rates are from 0 (no limit) to L{LOG_RATE_CEILING}.
         """
         for name in ("logRate", "logRateTotal"):
-            self.assertRaises(ValueError, EchoSettings, **{name: -1})
-            self.assertRaises(ValueError, EchoSettings, **{name: LOG_RATE_CEILING + 1})
-            self.assertEqual(
-                getattr(EchoSettings(**{name: LOG_RATE_CEILING}), name),
-                LOG_RATE_CEILING,
-            )
+            for bad in (-1, LOG_RATE_CEILING + 1):
+                fields: dict[str, Any] = {name: bad}
+                self.assertRaises(ValueError, EchoSettings, **fields)
+            fields = {name: LOG_RATE_CEILING}
+            self.assertEqual(getattr(EchoSettings(**fields), name), LOG_RATE_CEILING)
 
     def test_negativeLimits(self) -> None:
         """
