@@ -6,9 +6,14 @@ is printed on standard output.  Reading stdin stops while the socket is
 backed up and reading the socket stops while stdout is, so C{seq 1 100000 |
 nbecho-client} runs in bounded memory and prints every line.
 
+With C{--udp} each line goes out as one datagram and its echo is awaited,
+sent again after C{--timeout} seconds up to C{--retries} times (see
+C{nbecho._udpconsole}).
+
 Exit status: 0 after the exit word or the end of input once every echo is
-printed; 1 when the server cannot be reached; 2 for a usage error; 3 when the
-connection is lost or the server closes it before the session ends.
+printed; 1 when the server cannot be reached (over UDP: no echo ever came
+back); 2 for a usage error; 3 when the connection is lost or the server
+closes it before the session ends (over UDP: a line stayed unanswered).
 
 Interrupted, it ends at once and silently: Ctrl-C (SIGINT) with status 130
 after starting a new line on the terminal; SIGTERM and SIGHUP kill it as
@@ -57,6 +62,8 @@ from nbecho._console import (
     overTLS,
     prompt,
 )
+from nbecho._udpclient import udpOptions, udpSession
+from nbecho._udpconsole import ServerUnreachableError
 
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1
@@ -71,15 +78,24 @@ class Options(usage.Options):
         "echoed line; the exit word or the end of input ends the session.  "
         "HOST and PORT may be given as arguments, as to nc."
     )
+    optFlags = [
+        [
+            "udp",
+            "u",
+            "Send each line as one UDP datagram and wait for its echo, "
+            "instead of over a TCP connection.",
+        ],
+    ]
     optParameters = [
         ["host", "h", None, "Server host name or address (default: 127.0.0.1)."],
-        ["port", "p", None, "Server TCP port (default: 9999)."],
+        ["port", "p", None, "Server port (default: 9999)."],
         [
             "connect",
             "c",
             None,
             "Twisted client endpoint string (tcp:, unix:, "
-            "tls:, ...) instead of a host and port.",
+            "tls:, ...) instead of a host and port; udp:host=HOST:port=PORT "
+            "for UDP.",
         ],
         [
             "ca",
@@ -95,7 +111,24 @@ class Options(usage.Options):
             "The server's exit word: sending it ends the session, and the "
             "prompt names it; '' for a server without one.",
         ],
+        [
+            "timeout",
+            None,
+            None,
+            "Over UDP, the seconds to wait for each echo before sending the "
+            "line again (default: 1).",
+        ],
+        [
+            "retries",
+            None,
+            None,
+            "Over UDP, how many times an unanswered line is sent again "
+            "before the client gives up (default: 3).",
+        ],
     ]
+
+    #: The server's host and port over UDP, or C{None} for a stream.
+    udpAddress: tuple[str, int] | None = None
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         """
@@ -157,6 +190,7 @@ class Options(usage.Options):
         self["exit-word"] = os.fsencode(self["exit-word"])
         if b"\n" in self["exit-word"]:
             raise usage.UsageError("--exit-word cannot hold a newline")
+        self.udpAddress = udpOptions(self)
 
     def endpoint(self, reactor: IReactorCore) -> tuple[str, IStreamClientEndpoint]:
         """
@@ -166,10 +200,15 @@ class Options(usage.Options):
             return self["connect"], _trusting(reactor, self["connect"], self["ca"])
         if self["connect"]:
             return self["connect"], clientFromString(reactor, self["connect"])
-        host, port = self["host"], self["port"]
-        name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        endpoint: IStreamClientEndpoint = HostnameEndpoint(reactor, host, port)
+        name = _name(self["host"], self["port"])
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(
+            reactor, self["host"], self["port"]
+        )
         return name, endpoint
+
+
+def _name(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _trusting(
@@ -206,6 +245,8 @@ async def session(reactor: IReactorCore, options: Options) -> None:
     """
     modes = StdioModes.save()
     reactor.callWhenRunning(endOnSignals, modes, endingSignals())
+    if options.udpAddress is not None:
+        return await _udp(reactor, options, modes)
     try:
         name, endpoint = options.endpoint(reactor)
     except Exception as error:  # noqa: BLE001 - any parse error is a usage error
@@ -235,6 +276,35 @@ async def session(reactor: IReactorCore, options: Options) -> None:
     StandardIO(client.console, reactor=reactor)
     try:
         await done
+    except SessionLostError as error:
+        raise _fatal(EXIT_LOST, f"{name}: {error}") from None
+    except OutputClosedError:
+        endBySignal(signal.SIGPIPE, modes)
+    finally:
+        modes.restore()
+
+
+async def _udp(reactor: IReactorCore, options: Options, modes: StdioModes) -> None:
+    """
+    The session over UDP: the same prompt, exit word and endings.
+    """
+    assert options.udpAddress is not None
+    host, port = options.udpAddress
+    name = options["connect"] or f"{_name(host, port)} over UDP"
+    exitWord = options["exit-word"]
+    shown = prompt(exitWord) if os.isatty(0) else b""
+    try:
+        await udpSession(
+            reactor,
+            host,
+            port,
+            shown,
+            exitWord,
+            options["timeout"],
+            options["retries"],
+        )
+    except ServerUnreachableError as error:
+        raise _fatal(EXIT_UNREACHABLE, f"cannot reach {name}: {error}") from None
     except SessionLostError as error:
         raise _fatal(EXIT_LOST, f"{name}: {error}") from None
     except OutputClosedError:

@@ -9,8 +9,12 @@ sending side once every queued byte is written, then reads and discards
 until the client closes, at most L{Connection.lingerTimeout} seconds from
 then (the idle timeout bounds the writing before that).
 
-Twisted's own C{HTTPChannel} mixes L{TimeoutMixin} into the protocol the same
-way; no wrapper stands between the transport and the protocol.
+The idle timeout lives in the protocol, as Twisted's own C{HTTPChannel}
+mixes L{twisted.protocols.policies.TimeoutMixin} into its protocol; no
+wrapper stands between the transport and the protocol.  Unlike
+C{TimeoutMixin}, input does not reschedule the timer (a C{DelayedCall.reset}
+on every read, a good part of a message's cost in nbecho's own code): it
+only notes the time, and the timer, when it fires early, waits for the rest.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -35,6 +38,7 @@ from nbecho.interfaces import IEchoConnection
 if TYPE_CHECKING:
     from nbecho.logs.ratelimit import LogBudget
     from nbecho.settings import EchoSettings
+    from nbecho.stats import EchoStats
 
 log = Logger(namespace="nbecho")
 
@@ -53,13 +57,15 @@ class ConnectionOwner(Structural):
 
 
 @implementer(IHalfCloseableProtocol, IEchoConnection)
-class Connection(Protocol, TimeoutMixin):
+class Connection(Protocol):
     """
     A connection that times out when idle and closes without losing output.
 
     @ivar closing: C{close} was called: nothing more is read or echoed.
     @ivar lingering: the sending side is shut; waiting for the client's end.
     @ivar closeWhy: why the connection closed, for its close line.
+    @ivar lastInput: the clock's time of the timer's start or of the last
+        input since, whichever is later (L{resetTimeout}).
     """
 
     factory: ConnectionOwner
@@ -71,12 +77,57 @@ class Connection(Protocol, TimeoutMixin):
     closeWhy = ""
     #: Seconds a closing connection waits for the client to close its side.
     lingerTimeout = 5.0
+    lastInput = 0.0
+    _timeout: float | None = None
+    _timer: IDelayedCall | None = None
 
     def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
         return self.factory.clock.callLater(period, func)
 
+    def seconds(self) -> float:
+        """
+        The factory's clock's time (a L{task.Clock} in tests).
+        """
+        now: float = self.factory.clock.seconds()
+        return now
+
     def connectionMade(self) -> None:
+        # Bound once: resetTimeout runs for every read.
+        self.seconds = self.factory.clock.seconds  # type: ignore[method-assign]
         self.setTimeout(self.factory.settings.idleTimeout or None)
+
+    def setTimeout(self, period: float | None) -> None:
+        """
+        Call L{timeoutConnection} once C{period} seconds pass without
+        L{resetTimeout}; L{None} stops the timer.
+        """
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+        self._timeout = period
+        if period is not None:
+            self.lastInput = self.seconds()
+            self._timer = self.callLater(period, self._timerFired)
+
+    def resetTimeout(self) -> None:
+        """
+        Input arrived: the timeout counts from now.
+        """
+        self.lastInput = self.seconds()
+
+    def _timerFired(self) -> None:
+        self._timer = None
+        period = self._timeout
+        if period is None:
+            return
+        left = self.lastInput + period - self.seconds()
+        if left > 0:
+            # Input came since the timer was set: wait for what is left.
+            self._timer = self.callLater(left, self._timerFired)
+            return
+        self._timeout = None
+        self.timeoutConnection()
 
     def close(self, why: str) -> None:
         if self.closing:
@@ -136,6 +187,11 @@ class Connection(Protocol, TimeoutMixin):
             nbecho_event="idle_timeout",
         )
         self.close("idle timeout")
+
+    def addTo(self, stats: EchoStats) -> None:
+        """
+        A connection that echoes nothing counts nothing.
+        """
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.setTimeout(None)

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 
 from nbecho._address import formatAddress
 from nbecho.connection import Connection
+from nbecho.interfaces import IEchoConnection
 from nbecho.lines import LineEchoProtocol
 from nbecho.logs.ratelimit import LogBudget
 from nbecho.protocol import EchoProtocol
@@ -105,10 +106,10 @@ class EchoFactory(ServerFactory):
         self.clock: Any = clock
         self.logBudget = LogBudget(self.settings.logRateTotal)
         self.protocol = PROTOCOLS[self.settings.framing]  # type: ignore[assignment]
-        self.connections: set[Connection] = set()
+        self.connections: set[IEchoConnection] = set()
         self.open = 0
         self.perPeer: dict[str, int] = {}
-        self._admitted: dict[Connection, str | None] = {}
+        self._admitted: dict[IEchoConnection, str | None] = {}
         self._closed = EchoStats()
         self._whenEmpty: list[Deferred[None]] = []
 
@@ -148,7 +149,21 @@ class EchoFactory(ServerFactory):
         self.connections.add(protocol)
         return protocol
 
-    def release(self, connection: Connection) -> None:
+    def handOver(self, old: IEchoConnection, new: IEchoConnection) -> None:
+        """
+        Let C{new} stand for the connection C{old} was admitted or refused
+        as, with its slot: a PROXY-protocol connection is served by its
+        wrapper until the header has named the client, by its echo protocol
+        from then on, and shutdown must reach whichever serves it now.
+        """
+        if old not in self.connections:
+            return
+        self.connections.discard(old)
+        self.connections.add(new)
+        if old in self._admitted:
+            self._admitted[new] = self._admitted.pop(old)
+
+    def release(self, connection: IEchoConnection) -> None:
         """
         Give C{connection}'s slot back; only the first call for a connection
         counts, however it ended.
@@ -165,8 +180,7 @@ class EchoFactory(ServerFactory):
                     self.perPeer[key] = left
                 else:
                     del self.perPeer[key]
-            if isinstance(connection, EchoProtocol):
-                connection.addTo(self._closed)
+            connection.addTo(self._closed)
         if not self.connections:
             waiting, self._whenEmpty = self._whenEmpty, []
             for d in waiting:
@@ -187,8 +201,7 @@ class EchoFactory(ServerFactory):
             refused=dict(closed.refused),
         )
         for connection in self._admitted:
-            if isinstance(connection, EchoProtocol):
-                connection.addTo(stats)
+            connection.addTo(stats)
         return stats
 
     def whenEmpty(self) -> Deferred[None]:

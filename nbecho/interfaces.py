@@ -7,7 +7,12 @@ refused, whatever protocol serves it; this interface is all they rely on.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from zope.interface import Interface
+
+if TYPE_CHECKING:
+    from nbecho.stats import EchoStats
 
 
 class IEchoConnection(Interface):
@@ -37,4 +42,10 @@ class IEchoConnection(Interface):
         shutdown is over, or the client never finished closing.
 
         @param why: the reason, added to the connection's close line.
+        """
+
+    def addTo(stats: EchoStats) -> None:  # noqa: N805 - zope.interface: no self
+        """
+        Add what this connection counted (messages, bytes) to C{stats}: the
+        server's totals are the sum of its connections'.
         """

@@ -39,7 +39,7 @@ class LineEchoProtocol(EchoProtocol):
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
             return
-        self.resetTimeout()
+        self.lastInput = self.seconds()
         self.bytesIn += len(data)
         end = data.rfind(b"\n") + 1
         partial = self._partial

@@ -4,7 +4,10 @@ One listening endpoint as a service, with the seed's C{Ready?} line.
 
 from __future__ import annotations
 
-from twisted.application.service import Service
+import os
+from collections.abc import Iterable
+
+from twisted.application.service import IService, Service
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
@@ -12,6 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from nbecho._address import formatAddress
+from nbecho._errors import inWords
 
 log = Logger(namespace="nbecho")
 
@@ -37,6 +41,8 @@ class ListeningService(Service):
     """
 
     port: IListeningPort | None = None
+    _early: IListeningPort | None = None
+    _announce = False
 
     def __init__(
         self, description: str, endpoint: IStreamServerEndpoint, factory: Factory
@@ -46,22 +52,51 @@ class ListeningService(Service):
         self.factory = factory
         self._listening: Deferred[IListeningPort] | None = None
 
-    def privilegedStartService(self) -> None:
+    def listenNow(self) -> None:
         """
-        Listen now, before twistd sheds privileges, so that ports below 1024
-        work with C{--uid}.
+        Listen at once, before the service starts: twistd calls
+        L{makeService<nbecho.tap.makeService>} before it forks a daemon, and
+        only a failure raised there reaches the terminal as one line, with
+        status 1 and no pid file; a failure after the fork leaves the
+        operator two lines of twistd's own and a pointer to the log.
+
+        @raise ListenFailed: if the endpoint fails to listen at once.
         """
-        super().privilegedStartService()
+        if self._listening is not None:
+            return
         self._failure: Failure | None = None
         self._starting = True
         self._listening = self.endpoint.listen(self.factory)
-        self._listening.addCallbacks(self._listened, self._failed)
+        self._listening.addCallbacks(self._bound, self._failed)
         self._starting = False
         if self._failure is not None:
             raise ListenFailed(
                 f"nbecho: cannot listen on {self.description}: "
-                f"{self._failure.getErrorMessage()}"
+                f"{self._why(self._failure)}"
             )
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen now unless L{listenNow} already did, before twistd sheds
+        privileges, so that ports below 1024 work with C{--uid}.
+        """
+        super().privilegedStartService()
+        self.listenNow()
+        self._announce = True
+        if self._early is not None:
+            self._ready(self._early)
+
+    def _bound(self, port: IListeningPort) -> IListeningPort:
+        if self._announce:
+            self._ready(port)
+        else:
+            self._early = port
+        return port
+
+    def _ready(self, port: IListeningPort) -> None:
+        self._early = None
+        _adoptLockFile(port)
+        self._listened(port)
 
     def _listened(self, port: IListeningPort) -> IListeningPort:
         self.port = port
@@ -81,25 +116,84 @@ class ListeningService(Service):
         """
         if self._starting:
             self._failure = failure
+            self._listening = None
         elif not failure.check(CancelledError):
             log.critical(
                 "nbecho: cannot listen on {description}: {error}",
                 description=self.description,
-                error=failure.getErrorMessage(),
+                error=self._why(failure),
                 nbecho_event="listen_failed",
             )
 
+    def _why(self, failure: Failure) -> str:
+        error = failure.value
+        return inWords(error, self.description) if error else failure.getErrorMessage()
+
     def startService(self) -> None:
         super().startService()
-        if self._listening is None:
+        if not self._announce:
             self.privilegedStartService()
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
         listening, self._listening = self._listening, None
-        if self.port is not None:
-            port, self.port = self.port, None
+        self._announce = False
+        port = self.port or self._early
+        self.port = self._early = None
+        if port is not None:
             return maybeDeferred(port.stopListening)  # type: ignore[call-overload]
         if listening is not None:
             listening.cancel()
         return succeed(None)
+
+
+def listenBeforeStart(services: Iterable[IService]) -> None:
+    """
+    Make every L{ListeningService} among C{services} and their children
+    listen now (L{ListeningService.listenNow}).
+
+    @raise ListenFailed: for the first one that cannot, once the others
+        have stopped listening.
+    """
+    listening: list[ListeningService] = []
+    try:
+        _listenAll(services, listening)
+    except ListenFailed:
+        for service in listening:
+            service.stopService()
+        raise
+
+
+def _listenAll(services: Iterable[IService], listening: list[ListeningService]) -> None:
+    for service in services:
+        if isinstance(service, ListeningService):
+            service.listenNow()
+            listening.append(service)
+        if isinstance(service, Iterable):
+            _listenAll(service, listening)
+
+
+def _adoptLockFile(port: IListeningPort) -> None:
+    """
+    Make the lock file of a UNIX socket listened on before twistd forked the
+    daemon name the daemon's pid rather than the parent's, which exits at
+    once: a stale lock would let another server take the path over, and
+    closing the socket would fail on a lock "not owned by this process".
+    """
+    lock = getattr(port, "lockFile", None)
+    if lock is None or not getattr(lock, "locked", False):
+        return
+    pid = str(os.getpid())
+    name = os.fsdecode(lock.name)
+    try:
+        if os.readlink(name) == pid:
+            return
+        temporary = f"{name}.{pid}"
+        os.symlink(pid, temporary)
+        os.replace(temporary, name)
+    except OSError as error:
+        log.warn(
+            "Cannot update the lock file of {description}: {error}",
+            description=os.fsdecode(getattr(port, "port", name)),
+            error=inWords(error),
+        )

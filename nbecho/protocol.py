@@ -73,7 +73,7 @@ class EchoProtocol(Connection):
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
             return
-        self.resetTimeout()
+        self.lastInput = self.seconds()
         self.bytesIn += len(data)
         self.messagesRead([data])
         self.echo(data)

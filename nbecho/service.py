@@ -25,9 +25,11 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 
+from nbecho._errors import inWords
 from nbecho._rlimit import raiseFileLimit
 from nbecho.factory import EchoFactory
 from nbecho.listening import ListeningService
+from nbecho.logs.textlog import reopenLogFiles
 from nbecho.settings import EchoSettings
 from nbecho.stats import EchoStats
 
@@ -46,12 +48,22 @@ class ServerService(MultiService):
 
     @ivar handleSignals: make SIGTERM and SIGINT stop the server with exit
         status 0 (twistd would otherwise re-raise the signal at exit, and a
-        supervisor reads that as a crash).
+        supervisor reads that as a crash); make SIGUSR1 log the totals and
+        SIGHUP reopen the log file, or stop the server where there is none
+        (a foreground server whose terminal went away).
+    @ivar isWorker: this is a worker process of C{--workers}: it ignores
+        SIGHUP and SIGUSR1, which twistd's process answers for all (a
+        signal sent to the whole process group reaches both).
     @ivar statsSources: callables whose totals add to this process's own
         (the worker processes').
+    @ivar statsRefreshers: callables that bring L{statsSources} up to date,
+        before the totals of SIGUSR1 are logged.
+    @ivar reopenLogs: reopens the log files and returns their paths (none
+        when the log does not go to a file of nbecho's).
     """
 
     handleSignals = False
+    isWorker = False
 
     def __init__(
         self,
@@ -70,6 +82,9 @@ class ServerService(MultiService):
         self.clock = clock
         self._signalled = False
         self.statsSources: list[Callable[[], EchoStats]] = []
+        self.statsRefreshers: list[Callable[[], Deferred[Any]]] = []
+        self.reopenLogs: Callable[[], list[str]] = reopenLogFiles
+        self._previousUSR1: Any = None
 
     def totals(self) -> EchoStats:
         """
@@ -93,6 +108,70 @@ class ServerService(MultiService):
     def _installSignalHandlers(self) -> None:
         signal.signal(signal.SIGTERM, self._onSignal)
         signal.signal(signal.SIGINT, self._onSignal)
+        if self.isWorker:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+            return
+        signal.signal(signal.SIGHUP, self._onHangUp)
+        # twistd (and nbecho's own text log) rotate the log file on SIGUSR1:
+        # keep doing that, then log the totals.
+        self._previousUSR1 = signal.signal(signal.SIGUSR1, self._onStatus)
+
+    def _onHangUp(self, number: int, frame: Optional[FrameType]) -> None:
+        reactor: Any = self.clock
+        reactor.callFromThread(self._hangUp)
+
+    def _hangUp(self) -> None:
+        """
+        Reopen the log file (after logrotate moved it); with no log file,
+        the hangup of a foreground server's terminal: stop gracefully.
+        """
+        try:
+            paths = self.reopenLogs()
+        except OSError as error:
+            log.warn(
+                "Received SIGHUP: cannot reopen the log file, still writing to "
+                "the old one: {error}",
+                error=inWords(error),
+                nbecho_event="reopen_failed",
+            )
+            return
+        if not paths:
+            self._stopFromSignal(signal.SIGHUP)
+            return
+        log.info(
+            "Received SIGHUP: reopened the log file {paths}; still serving",
+            paths=", ".join(paths),
+            nbecho_event="log_reopened",
+        )
+
+    def _onStatus(self, number: int, frame: Optional[FrameType]) -> None:
+        previous = self._previousUSR1
+        if callable(previous):
+            previous(number, frame)
+        reactor: Any = self.clock
+        reactor.callFromThread(self.logStatus)
+
+    def logStatus(self) -> Deferred[None]:
+        """
+        Log one line with the totals so far, worker processes' included once
+        they have answered.
+        """
+        refreshed: Deferred[Any] = gatherResults(
+            [refresh() for refresh in self.statsRefreshers]
+        )
+        return refreshed.addCallback(lambda _: self._logStatusLine())
+
+    def _logStatusLine(self) -> None:
+        stats = self.totals()
+        log.info(
+            "Received SIGUSR1: {open} connections open, {connections} in total, "
+            "{messages} messages, {bytesIn} bytes in, {bytesOut} bytes out, "
+            "{refusals} refused{detail}{udp}",
+            open=stats.connectionsOpen,
+            **_totalsFields(stats),
+            nbecho_event="status",
+        )
 
     def _onSignal(self, number: int, frame: Optional[FrameType]) -> None:
         # Only thread-safe work in a signal handler: hand over to the reactor.
@@ -156,22 +235,39 @@ class ServerService(MultiService):
             connection.cut(why)
 
     def _logTotals(self) -> None:
-        stats = self.totals()
-        refused = stats.refused
         log.info(
             "nbecho stopped: {connections} connections, {messages} messages, "
-            "{bytesIn} bytes in, {bytesOut} bytes out, {refusals} refused{detail}",
-            connections=stats.connectionsTotal,
-            messages=stats.messages,
-            bytesIn=stats.bytesIn,
-            bytesOut=stats.bytesOut,
-            refusals=sum(refused.values()),
-            refused=dict(refused),
-            detail="".join(
-                f", {count} by --{name}" for name, count in sorted(refused.items())
-            ),
+            "{bytesIn} bytes in, {bytesOut} bytes out, {refusals} refused{detail}"
+            "{udp}",
+            **_totalsFields(self.totals()),
             nbecho_event="stopped",
         )
+
+
+def _totalsFields(stats: EchoStats) -> dict[str, Any]:
+    """
+    The log fields of the totals lines (stop and SIGUSR1).
+    """
+    refused = stats.refused
+    return {
+        "connections": stats.connectionsTotal,
+        "messages": stats.messages,
+        "bytesIn": stats.bytesIn,
+        "bytesOut": stats.bytesOut,
+        "refusals": sum(refused.values()),
+        "refused": dict(refused),
+        "detail": "".join(
+            f", {count} by --{name}" for name, count in sorted(refused.items())
+        ),
+        "udpDatagrams": stats.udpDatagrams,
+        "udpDropped": dict(stats.udpDropped),
+        "udp": (
+            f"; UDP: {stats.udpDatagrams} datagrams echoed, "
+            f"{sum(stats.udpDropped.values())} dropped"
+            if stats.udpDatagrams or stats.udpDropped
+            else ""
+        ),
+    }
 
 
 def buildServer(

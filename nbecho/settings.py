@@ -46,6 +46,9 @@ class EchoSettings:
         the rest are summarised; 0 means no limit.
     @ivar logRateTotal: per-message log lines all connections together may
         write a second; 0 means no limit.
+    @ivar proxyTimeout: seconds a C{haproxy:} listener's connection has to
+        send its whole PROXY header, counted from its accept; 0 leaves only
+        C{idleTimeout}.
     """
 
     framing: str = "line"
@@ -58,6 +61,7 @@ class EchoSettings:
     shutdownGrace: float = 5.0
     logRate: int = 100
     logRateTotal: int = 1000
+    proxyTimeout: float = 5.0
 
     def __attrs_post_init__(self) -> None:
         if self.framing not in FRAMINGS:
@@ -75,3 +79,5 @@ class EchoSettings:
             raise ValueError("limits cannot be negative")
         if self.shutdownGrace < 0:
             raise ValueError("shutdownGrace cannot be negative")
+        if self.proxyTimeout < 0:
+            raise ValueError("proxyTimeout cannot be negative")

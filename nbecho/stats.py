@@ -24,6 +24,8 @@ class EchoStats:
     @ivar bytesIn: bytes read from clients.
     @ivar bytesOut: bytes sent to clients.
     @ivar refused: refused connections, by the limit that refused them.
+    @ivar udpDatagrams: UDP datagrams echoed (counted in C{messages} too).
+    @ivar udpDropped: UDP datagrams left unanswered, by reason.
     """
 
     connectionsOpen: int = 0
@@ -32,18 +34,19 @@ class EchoStats:
     bytesIn: int = 0
     bytesOut: int = 0
     refused: dict[str, int] = attrs.Factory(dict)
+    udpDatagrams: int = 0
+    udpDropped: dict[str, int] = attrs.Factory(dict)
 
     def __add__(self, other: EchoStats) -> EchoStats:
-        refused = dict(self.refused)
-        for name, count in other.refused.items():
-            refused[name] = refused.get(name, 0) + count
         return EchoStats(
             connectionsOpen=self.connectionsOpen + other.connectionsOpen,
             connectionsTotal=self.connectionsTotal + other.connectionsTotal,
             messages=self.messages + other.messages,
             bytesIn=self.bytesIn + other.bytesIn,
             bytesOut=self.bytesOut + other.bytesOut,
-            refused=refused,
+            refused=_sum(self.refused, other.refused),
+            udpDatagrams=self.udpDatagrams + other.udpDatagrams,
+            udpDropped=_sum(self.udpDropped, other.udpDropped),
         )
 
     def toJSON(self) -> dict[str, Any]:
@@ -59,3 +62,10 @@ class EchoStats:
         """
         fields = {f.name for f in attrs.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in fields})
+
+
+def _sum(one: dict[str, int], other: dict[str, int]) -> dict[str, int]:
+    total = dict(one)
+    for name, count in other.items():
+        total[name] = total.get(name, 0) + count
+    return total

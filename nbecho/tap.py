@@ -13,8 +13,18 @@ from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python import usage
 
+from nbecho._errors import inWords
 from nbecho.deploy.proxy import proxiedFromString
+from nbecho.deploy.udp import (
+    DEFAULT_RATE,
+    DEFAULT_RATE_TOTAL,
+    UDPLimits,
+    addUDP,
+    isUDP,
+    parseUDP,
+)
 from nbecho.deploy.workers import addWorkers, checkWorkers, shareLimits
+from nbecho.listening import listenBeforeStart
 from nbecho.logs.jsonlog import (
     LOG_FORMATS,
     JSONLinesObserver,
@@ -49,6 +59,16 @@ def _seconds(option: str, text: str) -> float:
         value = -1.0
     if not 0 <= value < float("inf"):
         raise usage.UsageError(f"--{option} takes a number of seconds, not {text!r}")
+    return value
+
+
+def _timeout(option: str, text: str) -> float:
+    # Below a tenth of a second, a timeout would close connections at once.
+    value = _seconds(option, text)
+    if 0 < value < 0.1:
+        raise usage.UsageError(
+            f"--{option} takes 0 or at least 0.1 seconds, not {text!r}"
+        )
     return value
 
 
@@ -87,6 +107,25 @@ _LIMIT_PARAMETERS = [
         "1000",
         "Log at most this many messages a second from all connections "
         "together, and summarise the rest; 0: no limit.",
+    ],
+    [
+        "udp-rate",
+        None,
+        str(DEFAULT_RATE),
+        "UDP echo: replies per second to one source address; 0: no limit.",
+    ],
+    [
+        "udp-rate-total",
+        None,
+        str(DEFAULT_RATE_TOTAL),
+        "UDP echo: replies per second in all; 0: no limit.",
+    ],
+    [
+        "proxy-timeout",
+        None,
+        "5",
+        "Close a haproxy: connection that has not sent its whole PROXY header "
+        "this many seconds after connecting; 0: only --idle-timeout applies.",
     ],
     [
         "shutdown-grace",
@@ -175,7 +214,7 @@ class Options(usage.Options):
 
     def opt_listen(self, description: str) -> None:
         """
-        Listen on this endpoint (tcp:, unix:, ssl:, ...); repeatable; replaces --port.
+        Listen on endpoint (tcp:, udp:, unix:, ssl:...) instead of --port; repeatable.
         """
         self["listen"].append(description)
 
@@ -213,8 +252,10 @@ class Options(usage.Options):
             logRateTotal=_number(
                 "log-rate-total", self["log-rate-total"], 0, LOG_RATE_CEILING
             ),
+            proxyTimeout=_timeout("proxy-timeout", self["proxy-timeout"]),
         )
         useFastTextLog(self)
+        self["udp"] = _udpListeners(self)
         self["workers"] = checkWorkers(self["workers"], self["listen"])
         self["settings"] = shareLimits(self["settings"], self["workers"])
         if not self["listen"]:
@@ -226,14 +267,16 @@ class Options(usage.Options):
 
         self["endpoints"] = []
         for description in self["listen"]:
+            if isUDP(description):
+                continue
             try:
                 endpoint = proxiedFromString(reactor, description) or serverFromString(
                     reactor, description
                 )
             except Exception as error:  # noqa: BLE001 - parsers raise anything
+                why = _systemdProblem(description, error) or inWords(error, description)
                 raise usage.UsageError(
-                    f"cannot use endpoint {description!r}: "
-                    f"{_systemdProblem(description, error) or error}"
+                    f"cannot use endpoint {description!r}: {why}"
                 ) from None
             self["endpoints"].append((description, endpoint))
         if self["log-format"] not in LOG_FORMATS:
@@ -243,6 +286,26 @@ class Options(usage.Options):
             )
         if self["metrics"] is not None:
             self["metricsEndpoint"] = _metricsEndpoint(reactor, self["metrics"])
+
+
+def _udpListeners(options: Options) -> list[str]:
+    """
+    The C{udp:} descriptions among C{--listen}, checked, with their limits
+    in C{options["udpLimits"]}.  Worker processes would each keep limits of
+    their own, so C{--workers} refuses them.
+    """
+    options["udpLimits"] = UDPLimits(
+        perSource=_number("udp-rate", options["udp-rate"], 0),
+        total=_number("udp-rate-total", options["udp-rate-total"], 0),
+    )
+    found = [description for description in options["listen"] if isUDP(description)]
+    for description in found:
+        parseUDP(description)
+    if found and checkWorkers(options["workers"], []) > 1:
+        raise usage.UsageError(
+            f"--workers cannot share {found[0]!r}: serve UDP with one process"
+        )
+    return found
 
 
 def _systemdProblem(description: str, error: Exception) -> str | None:
@@ -286,9 +349,12 @@ def makeService(options: Options) -> IService:
         destination = logDestination(getattr(options, "parent", None))
         service = JSONLoggingService(JSONLinesObserver(destination))
         server.setServiceParent(service)
+    addUDP(server, options["udp"], options["udpLimits"])
     pool = addWorkers(server, options["workers"])
     if options["metrics"] is not None:
         from nbecho.deploy.metrics import addMetrics
 
         addMetrics(server, options["metrics"], options["metricsEndpoint"], pool)
+    # Before twistd forks a daemon: a failure must reach the terminal.
+    listenBeforeStart([service])
     return service

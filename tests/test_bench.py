@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from nbecho.bench.loaders import compileLoader, loaderCommand
+
 SMOKE = [
     "--duration",
     "0.4",
@@ -33,6 +35,8 @@ SMOKE = [
     "8",
     "--pypy",
     "none",
+    "--loader",
+    "c",
 ]
 
 
@@ -48,11 +52,14 @@ def _bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_smoke(tmp_path: Path) -> None:
     """
-    The benchmark drives Twisted's echo and nbecho (line and raw framing,
-    quiet and logging, two workers) in both modes, checks every byte, and
-    writes a JSON result with a row per server and a PNG chart.
+    The benchmark drives Twisted's echo, asyncio and nbecho (line and raw
+    framing, quiet and logging, two workers) with the C load generator in
+    both modes, checks every byte, and writes a JSON result with a row per
+    server and its ratios, and a PNG chart when matplotlib is there.
     """
-    servers = "wire,nbecho-line-quiet,nbecho-line,nbecho-raw,nbecho-line-quiet-2w"
+    servers = (
+        "wire,asyncio,nbecho-line-quiet,nbecho-line,nbecho-raw,nbecho-line-quiet-2w"
+    )
     result = _bench(
         *SMOKE,
         "--servers",
@@ -72,8 +79,67 @@ def test_smoke(tmp_path: Path) -> None:
             assert row["messagesChecked"] > 0
             assert row["bytesChecked"] == row["messagesChecked"] * 64
         assert summary["wire"]["ratioToWire"] == 1.0
-    assert (tmp_path / "out.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data["config"]["loader"] == "c"
+    for name in ("wire", "asyncio"):
+        assert summary[name][f"ratioTo{name.capitalize()}"] == 1.0
+    assert summary["nbecho-line"]["ratioToQuiet"] > 0
     assert "nbecho-line-quiet" in result.stdout
+    if _hasMatplotlib():
+        assert (tmp_path / "out.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert "no chart: matplotlib is not installed" in result.stderr
+        assert not (tmp_path / "out.png").exists()
+
+
+def _hasMatplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_smokePythonLoader(tmp_path: Path) -> None:
+    """
+    With C{--loader python} the Python load generator drives the servers and
+    checks every byte, for machines without a C compiler.
+    """
+    args = [a if a != "c" else "python" for a in SMOKE]
+    result = _bench(
+        *args, "--servers", "wire,nbecho-line-quiet", "--json", "o.json", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "o.json").read_text())
+    assert data["config"]["loader"] == "python"
+    for mode in ("pingpong", "pipelined"):
+        assert data["summary"][mode]["nbecho-line-quiet"]["messagesChecked"] > 0
+
+
+def test_layers(tmp_path: Path) -> None:
+    """
+    The profile by layer samples nbecho under load in both modes and splits
+    its CPU per message between Twisted's and nbecho's layers.
+    """
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "nbecho.bench.layers"),
+            *("--servers", "nbecho-line-quiet", "--duration", "0.5"),
+            *("--json", "layers.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    profile = json.loads((tmp_path / "layers.json").read_text())
+    for mode in ("pingpong", "pipelined"):
+        layers = profile["nbecho-line-quiet"][mode]
+        total = layers.pop("total")
+        assert total["samples"] > 0
+        assert abs(sum(layer["share"] for layer in layers.values()) - 1) < 1e-9
+        assert any(name.startswith("nbecho ") for name in layers)
+    assert "nbecho-line-quiet, pingpong" in result.stdout
 
 
 @pytest.fixture
@@ -111,10 +177,13 @@ def corruptingServer() -> Iterator[int]:
     thread.join(30)
 
 
-def test_loaderChecksEveryByte(corruptingServer: int) -> None:
+@pytest.mark.parametrize("kind", ["c", "python"])
+def test_loaderChecksEveryByte(
+    corruptingServer: int, kind: str, tmp_path: Path
+) -> None:
     """
-    A server that echoes a byte wrong makes the load generator fail rather
-    than count the message.
+    A server that echoes a byte wrong makes either load generator fail
+    rather than count the message.
     """
     config = {
         "host": "127.0.0.1",
@@ -123,8 +192,9 @@ def test_loaderChecksEveryByte(corruptingServer: int) -> None:
         "size": 16,
         "depth": 1,
     }
+    program = compileLoader(tmp_path) if kind == "c" else None
     loader = subprocess.Popen(
-        [sys.executable, "-m", "nbecho.bench.load", json.dumps(config)],
+        loaderCommand(program, config),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

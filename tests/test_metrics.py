@@ -1,11 +1,13 @@
 """
 C{--metrics}: Prometheus text format over HTTP, scraped by the real C{curl}
 while clients are connected and parsed with C{prometheus_client}'s parser;
-every number must match the traffic the test sent.
+every number must match the traffic the test sent.  Prometheus's own
+C{promtool} checks the format and the naming conventions.
 """
 
 from __future__ import annotations
 
+import shlex
 import socket
 import subprocess
 from pathlib import Path
@@ -13,7 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests._clients import assertEchoes, lines, runClient
+import nbecho
+from tests._clients import assertEchoes, lines, recvAll, runClient
 from tests._servers import RunningServer, ServerFactory, portOf, runTwistd, tool
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -109,3 +112,46 @@ def test_bad_metrics_endpoint(tmp_path: Path) -> None:
         "twistd nbecho: cannot use --metrics endpoint 'nonsense:1': "
     )
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_promtool_check(nbechoServer: ServerFactory, tmp_path: Path) -> None:
+    """promtool check metrics accepts a scrape, process_* and build info included."""
+    server = nbechoServer(
+        "--max-connections", "1",
+        "--listen", "tcp:0:interface=127.0.0.1",
+        "--metrics", "tcp:0:interface=127.0.0.1",
+    )  # fmt: skip
+    scraped = tmp_path / "scraped.txt"
+    pipeline = " | ".join(
+        shlex.join(command)
+        for command in (
+            [tool("curl", required=True), "-sSf", server.metricsURL()],
+            ["tee", str(scraped)],
+            [tool("promtool", required=True), "check", "metrics"],
+        )
+    )
+    with server.connect() as held:
+        assertEchoes(held, b"held\n")
+        # Refused while the first is open: a labelled refusal counter.
+        with server.connect() as refused:
+            assert recvAll(refused).startswith(b"error: too many")
+        check = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", pipeline],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert (check.returncode, check.stdout, check.stderr) == (0, "", "")
+    text = scraped.read_text()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("cpu_seconds", "resident_memory_bytes", "open_fds", "max_fds"):
+        assert f"process_{name}" in families, text
+    (build,) = families["nbecho_build_info"].samples
+    assert (build.name, build.labels, build.value) == (
+        "nbecho_build_info",
+        {"version": nbecho.__version__},
+        1.0,
+    )
+    (refusal,) = families["nbecho_refusals"].samples
+    assert (refusal.labels, refusal.value) == ({"reason": "max-connections"}, 1)

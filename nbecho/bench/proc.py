@@ -23,15 +23,15 @@ def _stat(pid: int) -> list[str] | None:
     return text[text.rindex(")") + 2 :].split()
 
 
-def cpuSeconds(pid: int) -> float:
+def cpuTimes(pid: int) -> tuple[float, float]:
     """
-    User plus system CPU seconds used by every thread of process C{pid}.
+    User and system CPU seconds used by every thread of process C{pid}.
     """
     fields = _stat(pid)
     if fields is None:
-        return 0.0
+        return 0.0, 0.0
     # utime and stime are fields 14 and 15 of stat(5); here 12 and 13.
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    return int(fields[11]) / _TICKS, int(fields[12]) / _TICKS
 
 
 def processTree(pid: int) -> list[int]:

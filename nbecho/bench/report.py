@@ -13,27 +13,52 @@ from typing import Any
 MODES = ("pingpong", "pipelined")
 
 
+#: Ratio keys and the row each divides by, within the same round.
+REFERENCES = {
+    "ratioToWire": "wire",
+    "ratioToAsyncio": "asyncio",
+    "ratioToUvloop": "uvloop",
+}
+
+
+def _cpu(row: dict[str, Any]) -> float:
+    value: float = row["serverCpuUsPerMessage"]
+    return value
+
+
+def _ratios(
+    rounds: list[dict[str, dict[str, Any]]], name: str, reference: str
+) -> float | None:
+    """
+    The median over rounds of C{name}'s CPU per message over
+    C{reference}'s in the same round.
+    """
+    ratios = [
+        _cpu(r[name]) / _cpu(r[reference])
+        for r in rounds
+        if name in r and reference in r and _cpu(r[reference]) > 0
+    ]
+    return statistics.median(ratios) if ratios else None
+
+
 def summarize(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     """
     Medians over rounds per server, ratios taken within each round.
+
+    Besides the ratios to the baselines, a logging nbecho row has
+    C{ratioToQuiet}: its CPU per message over its C{--quiet} twin's.
     """
     names = list(rounds[0])
     summary: dict[str, dict[str, Any]] = {}
     for name in names:
         rows = [r[name] for r in rounds if name in r]
-        ratios = [
-            r[name]["serverCpuUsPerMessage"] / r["wire"]["serverCpuUsPerMessage"]
-            for r in rounds
-            if name in r and "wire" in r and r["wire"]["serverCpuUsPerMessage"] > 0
-        ]
         summary[name] = {
             "messagesPerSecond": statistics.median(
                 r["messagesPerSecond"] for r in rows
             ),
-            "serverCpuUsPerMessage": statistics.median(
-                r["serverCpuUsPerMessage"] for r in rows
-            ),
-            "ratioToWire": statistics.median(ratios) if ratios else None,
+            "serverCpuUsPerMessage": statistics.median(_cpu(r) for r in rows),
+            **{key: _ratios(rounds, name, ref) for key, ref in REFERENCES.items()},
+            "ratioToQuiet": _ratios(rounds, name, f"{name}-quiet"),
             "ratioOfMedians": _ratioOfMedians(
                 rows, [r["wire"] for r in rounds if "wire" in r]
             ),
@@ -61,10 +86,10 @@ def _ratioOfMedians(
     """
     if not wire:
         return None
-    reference = statistics.median(r["serverCpuUsPerMessage"] for r in wire)
+    reference = statistics.median(_cpu(r) for r in wire)
     if reference <= 0:
         return None
-    return statistics.median(r["serverCpuUsPerMessage"] for r in rows) / reference
+    return statistics.median(_cpu(r) for r in rows) / reference
 
 
 def formatTable(summary: dict[str, dict[str, Any]]) -> str:
@@ -72,20 +97,20 @@ def formatTable(summary: dict[str, dict[str, Any]]) -> str:
     One mode's summary as a plain-text table.
     """
     head = (
-        f"{'server':26} {'msg/s':>9} {'µs/msg':>8} {'ratio':>6} {'r(med)':>6} "
-        f"{'p50 µs':>8} {'p99 µs':>8} {'p99.9 µs':>9} "
+        f"{'server':26} {'msg/s':>9} {'µs/msg':>7} {'÷wire':>6} {'÷async':>6} "
+        f"{'÷uvl':>6} {'÷quiet':>6} {'p50 µs':>7} {'p99 µs':>7} "
         f"{'srv cpu':>7} {'load µs/msg':>11} {'load cpu':>8}"
     )
     lines = [head, "-" * len(head)]
     for name, row in summary.items():
-        ratio = row["ratioToWire"]
         lat = row["latencyUs"]
+        ratios = " ".join(
+            f"{_num(row.get(key)):>6}" for key in [*REFERENCES, "ratioToQuiet"]
+        )
         lines.append(
             f"{name:26} {row['messagesPerSecond']:9.0f} "
-            f"{row['serverCpuUsPerMessage']:8.2f} "
-            f"{(f'{ratio:.2f}' if ratio is not None else '-'):>6} "
-            f"{_num(row.get('ratioOfMedians')):>6} "
-            f"{lat['p50']:8.0f} {lat['p99']:8.0f} {lat['p99.9']:9.0f} "
+            f"{row['serverCpuUsPerMessage']:7.2f} {ratios} "
+            f"{lat['p50']:7.0f} {lat['p99']:7.0f} "
             f"{row['serverCores']:7.0%} "
             f"{row['loaderCpuUsPerMessage']:11.2f} {row['loaderCores']:7.0%}"
         )

@@ -10,7 +10,10 @@ C{--metrics} the protocol classes and their fast paths are untouched.
 Every server gets its own L{CollectorRegistry}, so several services in one
 process (or in one test run) never mix their numbers.  With C{--workers},
 each scrape first asks the worker processes for their totals, so that every
-scrape reports the whole server.
+scrape reports the whole server.  Beside nbecho's own metrics the registry
+holds the standard C{process_*} ones (CPU, memory, open files, start time,
+where C{/proc} has them; of twistd's process) and C{nbecho_build_info}, the
+running version as a label, as exporters conventionally report them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Histogram,
+    Info,
+    ProcessCollector,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -32,7 +37,9 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from nbecho import __version__
 from nbecho._address import formatAddress
+from nbecho.deploy.udp import UDPEchoService
 from nbecho.deploy.workers import WorkerPool
 from nbecho.listening import ListeningService
 from nbecho.protocol import EchoProtocol
@@ -84,6 +91,19 @@ class StatsCollector:
         yield CounterMetricFamily(
             "nbecho_sent_bytes", "Bytes echoed to clients.", value=stats.bytesOut
         )
+        yield CounterMetricFamily(
+            "nbecho_udp_datagrams",
+            "UDP datagrams echoed (counted in nbecho_messages_total too).",
+            value=stats.udpDatagrams,
+        )
+        dropped = CounterMetricFamily(
+            "nbecho_udp_dropped",
+            "UDP datagrams left unanswered, by reason.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(stats.udpDropped.items()):
+            dropped.add_metric([reason], count)
+        yield dropped
 
 
 def _measuring(
@@ -126,12 +146,19 @@ def instrument(server: ServerService) -> CollectorRegistry:
     factory = server.factory
     registry = CollectorRegistry()
     registry.register(StatsCollector(server.totals))
+    ProcessCollector(registry=registry)
+    Info("nbecho_build", "The nbecho version running.", registry=registry).info(
+        {"version": __version__}
+    )
     sizes = Histogram(
         "nbecho_message_size_bytes",
         "Size of each message received, terminator excluded.",
         buckets=SIZE_BUCKETS,
         registry=registry,
     )
+    for child in server:
+        if isinstance(child, UDPEchoService):
+            child.echo.observe = sizes.observe
     factory.protocol = _measuring(  # type: ignore[assignment]
         factory.protocol,  # type: ignore[arg-type]
         factory.settings,

@@ -104,6 +104,7 @@ def runWorker(number: int, config: dict[str, Any]) -> None:
     ]
     server = buildServer(settings, endpoints)
     server.handleSignals = True
+    server.isWorker = True
     parent = _Parent(server, logFile)
     standardIO: Any = stdio.StandardIO
     standardIO(parent, stdin=0, stdout=os.open(os.devnull, os.O_WRONLY))

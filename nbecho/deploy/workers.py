@@ -333,4 +333,5 @@ def addWorkers(server: ServerService, count: int) -> WorkerPool | None:
     pool = WorkerPool(count, server.factory.settings, listeners)
     pool.setServiceParent(server)
     server.statsSources.append(pool.stats)
+    server.statsRefreshers.append(pool.refresh)
     return pool

@@ -152,6 +152,7 @@ def logDestination(twistdOptions: Any) -> IO[Any]:
     if path == "-" or (not path and options.get("nodaemon", True)):
         return sys.stdout
     logFile = LogFile.fromFullPath(path or "twistd.log")
+    _LOG_FILES.append(logFile)
     if not signal.getsignal(signal.SIGUSR1):
 
         def rotateLog(number: int, frame: object) -> None:
@@ -161,6 +162,29 @@ def logDestination(twistdOptions: Any) -> IO[Any]:
 
         signal.signal(signal.SIGUSR1, rotateLog)
     return logFile
+
+
+#: The log files L{logDestination} opened, for L{reopenLogFiles}.
+_LOG_FILES: list[LogFile] = []
+
+
+def reopenLogFiles() -> list[str]:
+    """
+    Reopen the log files nbecho writes, after C{logrotate} (or an operator)
+    moved them away, so that new lines go to a new file at the same path.
+
+    @return: the paths reopened; none when the log goes to stdout or
+        through an observer of twistd's own (C{--logger}, C{--syslog}).
+    @raise OSError: if a file cannot be opened again; the old one is still
+        written then.
+    """
+    for logFile in _LOG_FILES:
+        # LogFile.reopen closes before it opens: make sure the path can be
+        # opened first, so that a failure leaves the old file in use.
+        with open(logFile.path, "ab"):
+            pass
+        logFile.reopen()
+    return [logFile.path for logFile in _LOG_FILES]
 
 
 def observerFactory() -> ILogObserver:

@@ -44,6 +44,35 @@ class IdleTimeoutTests(SynchronousTestCase):
         harness.lose(protocol)
         self.assertIn("(idle timeout)", texts(events)[-1])
 
+    def test_countsFromLastInput(self) -> None:
+        """
+        The timeout counts from the last input, however many reads came
+        before it and whether or not the timer fired between them.
+        """
+        harness = Harness(idleTimeout=10)
+        protocol, transport = harness.connect()
+        for step in (3, 4, 5):  # reads at 3, 7 and 12 seconds
+            harness.clock.advance(step)
+            protocol.dataReceived(b"x\n")
+        harness.clock.advance(9.9)
+        self.assertFalse(transport.writeClosed)
+        harness.clock.advance(0.1)
+        self.assertTrue(transport.writeClosed)
+        self.assertEqual(protocol.closeWhy, "idle timeout")
+
+    def test_readLeavesTimerAlone(self) -> None:
+        """
+        A read only notes the time: the timer is not rescheduled for every
+        read, which would cost more than the rest of a message's handling.
+        """
+        harness = Harness(idleTimeout=10)
+        protocol, _ = harness.connect()
+        [timer] = harness.clock.getDelayedCalls()
+        harness.clock.advance(4)
+        protocol.dataReceived(b"x\n")
+        self.assertEqual(harness.clock.getDelayedCalls(), [timer])
+        self.assertEqual(timer.getTime(), 10)
+
     def test_zeroTurnsItOff(self) -> None:
         """
         --idle-timeout 0 schedules nothing.

@@ -209,6 +209,56 @@ class ReleaseTests(SynchronousTestCase):
         self.assertEqual(len(harness.factory.connections), 1)
 
 
+class HandOverTests(SynchronousTestCase):
+    """
+    L{EchoFactory.handOver} moves a connection's place in the registry, and
+    its slot, to whatever serves it now.
+    """
+
+    def test_slotMoves(self) -> None:
+        """
+        After a hand-over, the new object holds the slot: releasing the old
+        one changes nothing, releasing the new one frees the slot once.
+        """
+        factory = EchoFactory(EchoSettings(maxPerPeer=2), Clock())
+        protocol = factory.buildProtocol(tcp("10.0.0.1"))
+        standIn = Refusal()
+        factory.handOver(protocol, standIn)
+        self.assertEqual(factory.connections, {standIn})
+        factory.release(protocol)
+        self.assertEqual((factory.open, factory.perPeer), (1, {"10.0.0.1": 1}))
+        factory.handOver(standIn, protocol)
+        factory.release(standIn)
+        self.assertEqual(factory.open, 1)
+        factory.release(protocol)
+        factory.release(protocol)
+        self.assertEqual((factory.open, factory.perPeer), (0, {}))
+        self.assertEqual(factory.stats.connectionsTotal, 1)
+        self.successResultOf(factory.whenEmpty())
+
+    def test_refusalStaysUncounted(self) -> None:
+        """
+        A refused connection handed over still holds no slot.
+        """
+        factory = EchoFactory(EchoSettings(maxConnections=1), Clock())
+        factory.buildProtocol(tcp("10.0.0.1", 1))
+        refusal = factory.buildProtocol(tcp("10.0.0.1", 2))
+        standIn = Refusal()
+        factory.handOver(refusal, standIn)
+        factory.release(standIn)
+        self.assertEqual((factory.open, len(factory.connections)), (1, 1))
+
+    def test_releasedIsNotRevived(self) -> None:
+        """
+        Handing over a connection already released registers nothing.
+        """
+        factory = EchoFactory(settings=None, clock=Clock())
+        protocol = factory.buildProtocol(tcp("10.0.0.1"))
+        factory.release(protocol)
+        factory.handOver(protocol, Refusal())
+        self.assertEqual((factory.open, factory.connections), (0, set()))
+
+
 class PeerKeyTests(SynchronousTestCase):
     def test_ipHosts(self) -> None:
         """

@@ -13,7 +13,7 @@ import sys
 from twisted.application.service import Application, IService
 from twisted.logger import ILogObserver, Logger
 from twisted.python.logfile import LogFile
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from nbecho.logs.jsonlog import JSONLinesObserver, JSONLoggingService
 from nbecho.logs.textlog import logDestination
@@ -54,7 +54,7 @@ class LogDestinationTests(SynchronousTestCase):
         self.assertEqual(destination.path, os.path.abspath(path))  # type: ignore[attr-defined]
 
 
-class ServiceTests(SynchronousTestCase):
+class ServiceTests(TestCase):
     def test_observerOnApplication(self) -> None:
         """Attached to twistd's application, the service sets its log observer."""
         application = Application("nbecho")
@@ -68,12 +68,18 @@ class ServiceTests(SynchronousTestCase):
         options = Options()
         options.parseOptions(["--listen", "tcp:0:interface=127.0.0.1"])
         application = Application("nbecho")
-        makeService(options).setServiceParent(application)
+        service = makeService(options)
+        # makeService listens already (before twistd would fork).
+        self.addCleanup(service.stopService)
+        service.setServiceParent(application)
         self.assertIsNone(application.getComponent(ILogObserver, None))
 
     def test_jsonOption(self) -> None:
         """--log-format json makes the service that installs the JSON observer."""
         options = Options()
-        options.parseOptions(["--log-format", "json", "--listen", "tcp:0"])
+        options.parseOptions(
+            ["--log-format", "json", "--listen", "tcp:0:interface=127.0.0.1"]
+        )
         service = makeService(options)
+        self.addCleanup(service.stopService)
         self.assertIsInstance(service, JSONLoggingService)

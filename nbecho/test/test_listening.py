@@ -6,11 +6,14 @@ its C{Ready?} line, and failing to listen in one line.
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import tempfile
 
+from twisted.application.service import MultiService
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
@@ -20,11 +23,12 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.task import Clock
 from twisted.internet.testing import RaisingMemoryReactor
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface import implementer
 
 from nbecho.factory import EchoFactory
-from nbecho.listening import ListenFailed, ListeningService
+from nbecho.listening import ListenFailed, ListeningService, listenBeforeStart
 from nbecho.tap import Options
 from nbecho.test._helpers import captureLogs, logLines
 
@@ -171,6 +175,85 @@ class ListeningServiceTests(SynchronousTestCase):
         self.assertEqual(logLines(events), [])
 
 
+class ListenNowTests(SynchronousTestCase):
+    """
+    L{ListeningService.listenNow} and L{listenBeforeStart}: listening before
+    the service starts, as C{makeService} does before twistd forks.
+    """
+
+    def test_listensEarlyReadyOnStart(self) -> None:
+        """
+        C{listenNow} listens once, without a C{Ready?} line; starting the
+        service logs it and listens no more.
+        """
+        events = captureLogs(self)
+        port = FakePort()
+        endpoint = FakeEndpoint(succeed(port))
+        service = ListeningService("tcp:4321", endpoint, echoFactory())
+        service.listenNow()
+        service.listenNow()
+        self.assertEqual(len(endpoint.factories), 1)
+        self.assertIsNone(service.port)
+        self.assertEqual(logLines(events), [])
+        service.privilegedStartService()
+        service.startService()
+        self.assertEqual(len(endpoint.factories), 1)
+        self.assertIs(service.port, port)
+        self.assertEqual(
+            logLines(events), ["Ready? nbecho listening on 127.0.0.1:4321 (tcp:4321)"]
+        )
+
+    def test_failsAtOnce(self) -> None:
+        """
+        C{listenNow} raises L{ListenFailed} itself, in words.
+        """
+        endpoint = FakeEndpoint(fail(OSError(errno.EACCES, "Permission denied")))
+        service = ListeningService("tcp:80", endpoint, echoFactory())
+        failed = self.assertRaises(ListenFailed, service.listenNow)
+        self.assertEqual(
+            str(failed), "nbecho: cannot listen on tcp:80: Permission denied"
+        )
+
+    def test_stopBeforeStart(self) -> None:
+        """
+        A service that listened early but never started stops listening when
+        stopped.
+        """
+        port = FakePort()
+        service = ListeningService(
+            "tcp:4321", FakeEndpoint(succeed(port)), echoFactory()
+        )
+        service.listenNow()
+        self.successResultOf(service.stopService())
+        self.assertFalse(port.listening)
+
+    def test_listenBeforeStartWalksTheTree(self) -> None:
+        """
+        L{listenBeforeStart} makes the listening services at every depth
+        listen; when one fails, the others stop listening and the failure
+        is raised.
+        """
+        ports = [FakePort(), FakePort()]
+        top = MultiService()
+        inner = MultiService()
+        inner.setServiceParent(top)
+        first = ListeningService("a:", FakeEndpoint(succeed(ports[0])), echoFactory())
+        first.setServiceParent(top)
+        second = ListeningService("b:", FakeEndpoint(succeed(ports[1])), echoFactory())
+        second.setServiceParent(inner)
+        listenBeforeStart([top])
+        self.assertEqual([first._early, second._early], ports)
+        broken = ListeningService(
+            "c:", FakeEndpoint(fail(OSError("gone"))), echoFactory()
+        )
+        broken.setServiceParent(inner)
+        for service in (first, second):
+            service.stopService()
+            service.listenNow()
+        self.assertRaises(ListenFailed, listenBeforeStart, [top])
+        self.assertEqual([port.listening for port in ports], [False, False])
+
+
 class RealListenTests(TestCase):
     """
     L{ListeningService} on real loopback sockets.
@@ -233,6 +316,42 @@ class RealListenTests(TestCase):
         failed = self.assertRaises(ListenFailed, self.listen, description)
         self.assertIn(f"cannot listen on {description}: ", str(failed))
         self.assertIn("in use", str(failed))
+
+    def test_unixPathInWords(self) -> None:
+        """
+        A UNIX socket path in a missing directory fails in words, naming the
+        path once, with no error number, lock file or byte string.
+        """
+        directory = FilePath(tempfile.mkdtemp(prefix="nbecho-"))
+        self.addCleanup(directory.remove)
+        description = "unix:" + directory.child("missing").child("echo.sock").path
+        failed = self.assertRaises(ListenFailed, self.listen, description)
+        self.assertEqual(
+            str(failed),
+            f"nbecho: cannot listen on {description}: No such file or directory",
+        )
+
+    async def test_daemonOwnsUnixLock(self) -> None:
+        """
+        A UNIX socket listened on before a fork has its lock file name the
+        process that serves it once started, which can then stop cleanly.
+        """
+        directory = FilePath(tempfile.mkdtemp(prefix="nbecho-"))
+        self.addCleanup(directory.remove)
+        path = directory.child("echo.sock").path
+        description = f"unix:{path}"
+        service = ListeningService(
+            description, serverFromString(reactor, description), echoFactory()
+        )
+        service.listenNow()
+        # What twistd's fork leaves: the lock names the parent, gone.
+        os.remove(path + ".lock")
+        os.symlink("1", path + ".lock")
+        service.privilegedStartService()
+        self.assertEqual(os.readlink(path + ".lock"), str(os.getpid()))
+        await service.stopService()
+        self.assertFalse(os.path.lexists(path + ".lock"))
+        self.assertFalse(os.path.exists(path))
 
     async def test_stopListening(self) -> None:
         """

@@ -1,16 +1,22 @@
 """
-Tests for L{nbecho.deploy.metrics}: what the collector reports from L{EchoStats},
-and the message size histogram taken only when metrics are on.
+Tests for L{nbecho.deploy.metrics}: what the collector reports from
+L{EchoStats}, the standard process and build metrics beside it, and the
+message size histogram taken only when metrics are on.
 """
 
 from __future__ import annotations
+
+import os
+import resource
+import time
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from nbecho import __version__
 from nbecho.deploy.metrics import StatsCollector, instrument
 from nbecho.lines import LineEchoProtocol
 from nbecho.logs.batch import messageEvents
@@ -104,6 +110,32 @@ class StatsCollectorTests(SynchronousTestCase):
         connect(factory=two.factory)[0].dataReceived(b"a\nb\n")
         self.assertEqual(samples(first)["nbecho_messages_total", ()], 1)
         self.assertEqual(samples(second)["nbecho_messages_total", ()], 2)
+
+
+class StandardMetricsTests(SynchronousTestCase):
+    def test_buildInfo(self) -> None:
+        """nbecho_build_info is 1, labelled with the running nbecho's version."""
+        found = samples(instrument(server()))
+        builds = {key: value for key, value in found.items() if "build" in key[0]}
+        self.assertEqual(
+            builds, {("nbecho_build_info", (("version", __version__),)): 1.0}
+        )
+
+    def test_processMetrics(self) -> None:
+        """The process_* metrics describe this process, read from /proc."""
+        if not os.path.exists("/proc/self/stat"):
+            raise SkipTest("process metrics come from /proc")
+        found = samples(instrument(server()))
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.assertEqual(found["process_max_fds", ()], soft)
+        # Both listings count the descriptor each opens to read the list.
+        self.assertEqual(
+            found["process_open_fds", ()], len(os.listdir("/proc/self/fd"))
+        )
+        self.assertGreater(found["process_resident_memory_bytes", ()], 0)
+        self.assertGreater(found["process_cpu_seconds_total", ()], 0)
+        started = found["process_start_time_seconds", ()]
+        self.assertTrue(time.time() - 86400 * 365 < started <= time.time() + 1)
 
 
 class SizeHistogramTests(SynchronousTestCase):

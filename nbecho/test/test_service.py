@@ -10,6 +10,7 @@ import signal
 from typing import Any
 
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -267,6 +268,153 @@ class SignalTests(SynchronousTestCase):
         self.assertTrue(transport.aborted)
         harness.lose(protocol)
         self.successResultOf(stopped)
+
+
+class OperatorSignalTests(SynchronousTestCase):
+    """
+    SIGUSR1 (totals), SIGHUP (reopen the log, or stop) and the workers'
+    indifference to both, with the handlers called as the signal would.
+    """
+
+    def setUp(self) -> None:
+        self.events = captureLogs(self)
+        self.harness = Harness()
+        self.reactor = FakeReactor()
+        self.service = ServerService(self.harness.factory, 5, self.reactor)
+        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+            self.addCleanup(signal.signal, number, signal.getsignal(number))
+        # No log rotation of another test's to chain to.
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+
+    def deliver(self, number: int) -> None:
+        """
+        Call the handler installed for C{number}, then what it handed to
+        the reactor.
+        """
+        handler = signal.getsignal(number)
+        assert callable(handler)
+        handler(number, None)
+        calls, self.reactor.calls = self.reactor.calls, []
+        for f, args in calls:
+            f(*args)
+
+    def test_usr1LogsTotals(self) -> None:
+        """
+        SIGUSR1 logs one line with the connections open and in total, the
+        messages, bytes and refusals, and stops nothing.
+        """
+        self.service._installSignalHandlers()
+        protocol, _ = self.harness.connect()
+        protocol.dataReceived(b"hello\n")
+        before = len(self.events)
+        self.deliver(signal.SIGUSR1)
+        self.assertEqual(
+            texts(self.events)[before:],
+            [
+                "Received SIGUSR1: 1 connections open, 1 in total, 1 messages, "
+                "6 bytes in, 6 bytes out, 0 refused"
+            ],
+        )
+        self.assertEqual(self.reactor.stops, 0)
+
+    def test_usr1ChainsRotation(self) -> None:
+        """
+        The SIGUSR1 handler found at start (twistd's log rotation) is still
+        called.
+        """
+        rotated: list[int] = []
+        signal.signal(signal.SIGUSR1, lambda number, frame: rotated.append(number))
+        self.service._installSignalHandlers()
+        self.deliver(signal.SIGUSR1)
+        self.assertEqual(rotated, [signal.SIGUSR1])
+        self.assertEqual(len(self.events), 1)
+
+    def test_usr1WaitsForWorkers(self) -> None:
+        """
+        The totals line waits for the workers' totals to be refreshed and
+        counts them.
+        """
+        refreshed: Deferred[None] = Deferred()
+        workers = EchoStats(connectionsOpen=2, connectionsTotal=7, messages=3)
+        self.service.statsRefreshers.append(lambda: refreshed)
+        self.service.statsSources.append(lambda: workers)
+        self.service._installSignalHandlers()
+        self.deliver(signal.SIGUSR1)
+        self.assertEqual(texts(self.events), [])
+        refreshed.callback(None)
+        [line] = texts(self.events)
+        self.assertTrue(
+            line.startswith(
+                "Received SIGUSR1: 2 connections open, 7 in total, 3 messages"
+            ),
+            line,
+        )
+
+    def test_hupReopensLog(self) -> None:
+        """
+        SIGHUP with a log file reopens it, says so and keeps serving.
+        """
+        self.service.reopenLogs = lambda: ["/var/log/nbecho.log"]
+        self.service._installSignalHandlers()
+        self.deliver(signal.SIGHUP)
+        self.assertEqual(
+            texts(self.events),
+            [
+                "Received SIGHUP: reopened the log file /var/log/nbecho.log; "
+                "still serving"
+            ],
+        )
+        self.assertEqual(self.reactor.stops, 0)
+
+    def test_hupWithoutLogFileStops(self) -> None:
+        """
+        SIGHUP without a log file (a foreground server whose terminal went
+        away) stops the server gracefully, like SIGTERM.
+        """
+        self.service.reopenLogs = lambda: []
+        self.service._installSignalHandlers()
+        self.deliver(signal.SIGHUP)
+        self.assertEqual(self.reactor.stops, 1)
+        self.assertEqual(
+            texts(self.events),
+            [
+                "Received SIGHUP, shutting down. Open connections have 5s to "
+                "receive their echoes."
+            ],
+        )
+
+    def test_hupCannotReopen(self) -> None:
+        """
+        A log file that cannot be reopened is a warning in words; the server
+        keeps serving and writing to the old file.
+        """
+
+        def cannot() -> list[str]:
+            raise PermissionError(13, "Permission denied", "/var/log/nbecho.log")
+
+        self.service.reopenLogs = cannot
+        self.service._installSignalHandlers()
+        self.deliver(signal.SIGHUP)
+        self.assertEqual(self.reactor.stops, 0)
+        self.assertEqual(
+            texts(self.events),
+            [
+                "Received SIGHUP: cannot reopen the log file, still writing to the "
+                "old one: /var/log/nbecho.log: Permission denied"
+            ],
+        )
+
+    def test_workerIgnoresHupAndUsr1(self) -> None:
+        """
+        A worker process ignores SIGHUP and SIGUSR1, which twistd's process
+        answers for the whole server, and still stops on SIGTERM.
+        """
+        self.service.isWorker = True
+        self.service._installSignalHandlers()
+        self.assertEqual(signal.getsignal(signal.SIGHUP), signal.SIG_IGN)
+        self.assertEqual(signal.getsignal(signal.SIGUSR1), signal.SIG_IGN)
+        self.deliver(signal.SIGTERM)
+        self.assertEqual(self.reactor.stops, 1)
 
 
 class FileLimitTests(SynchronousTestCase):

@@ -28,8 +28,9 @@ class EchoSettingsTests(SynchronousTestCase):
         """
         By default messages are lines, C{exit} ends a connection, every message
         is logged, lines may be 64 KiB long, silence ends a connection after
-        five minutes, 10,000 connections fit, a stop waits five seconds, and
-        a connection logs 100 messages a second, all of them 1,000.
+        five minutes, 10,000 connections fit, a stop waits five seconds, a
+        PROXY header must arrive within five seconds, and a connection
+        logs 100 messages a second, all of them 1,000.
         """
         self.assertEqual(
             attrs.asdict(EchoSettings()),
@@ -44,6 +45,7 @@ class EchoSettingsTests(SynchronousTestCase):
                 "shutdownGrace": 5.0,
                 "logRate": 100,
                 "logRateTotal": 1000,
+                "proxyTimeout": 5.0,
             },
         )
 
@@ -88,10 +90,11 @@ class EchoSettingsTests(SynchronousTestCase):
 
     def test_negativeLimits(self) -> None:
         """
-        A negative idle timeout, connection limit, per-peer limit or grace is
-        refused; zero (off, or no wait) is fine.
+        A negative idle timeout, connection limit, per-peer limit, grace or
+        PROXY header timeout is refused; zero (off, or no wait) is fine.
         """
-        for name in ("idleTimeout", "maxConnections", "maxPerPeer", "shutdownGrace"):
+        names = ("idleTimeout", "maxConnections", "maxPerPeer", "shutdownGrace")
+        for name in (*names, "proxyTimeout"):
             limits: dict[str, Any] = {name: -1}
             self.assertRaises(ValueError, EchoSettings, **limits)
             limits[name] = 0

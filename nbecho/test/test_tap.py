@@ -5,6 +5,9 @@ build.
 
 from __future__ import annotations
 
+import socket
+import tempfile
+
 from twisted.application.service import IServiceMaker, MultiService
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import (
@@ -12,14 +15,16 @@ from twisted.internet.endpoints import (
     UNIXServerEndpoint,
 )
 from twisted.plugin import getPlugins
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from nbecho.deploy.workers import WorkerPool
 from nbecho.factory import EchoFactory
-from nbecho.listening import ListeningService
+from nbecho.listening import ListenFailed, ListeningService
 from nbecho.service import ServerService
 from nbecho.settings import EchoSettings
 from nbecho.tap import Options, makeService
+from nbecho.test._helpers import captureLogs, logLines
 
 
 def portOf(service: ListeningService) -> int:
@@ -152,6 +157,24 @@ class OptionErrorTests(SynchronousTestCase):
         """
         self.assertUsageError(["--port"], "--port")
 
+    def test_badProxyTimeout(self) -> None:
+        """
+        A PROXY header timeout that is negative, not a number, or so short it
+        would close every connection at once is refused.
+        """
+        for value in ("-1", "soon", "nan"):
+            self.assertUsageError(
+                ["--proxy-timeout", value],
+                "--proxy-timeout takes a number of seconds",
+                repr(value),
+            )
+        for value in ("0.05", "1e-9"):
+            self.assertUsageError(
+                ["--proxy-timeout", value],
+                "--proxy-timeout takes 0 or at least 0.1 seconds",
+                repr(value),
+            )
+
 
 class OptionTests(SynchronousTestCase):
     """
@@ -228,6 +251,15 @@ class OptionTests(SynchronousTestCase):
             ),
         )
 
+    def test_proxyTimeout(self) -> None:
+        """
+        --proxy-timeout becomes the settings' PROXY header timeout, 0 and
+        0.1 seconds included.
+        """
+        for value, seconds in (("2.5", 2.5), ("0", 0.0), ("0.1", 0.1)):
+            settings = parse("--proxy-timeout", value)["settings"]
+            self.assertEqual(settings.proxyTimeout, seconds)
+
     def test_exitWordOff(self) -> None:
         """
         An empty exit word turns the exit word off.
@@ -257,6 +289,7 @@ class OptionTests(SynchronousTestCase):
             "--exit-word",
             "--quiet",
             "--max-line-length",
+            "--proxy-timeout",
         ):
             self.assertIn(option, text)
 
@@ -272,18 +305,38 @@ class OptionTests(SynchronousTestCase):
         self.assertIs(maker.makeService, makeService)
 
 
-class MakeServiceTests(SynchronousTestCase):
+class MakeServiceTests(TestCase):
     """
-    L{makeService} builds one listening service per endpoint.
+    L{makeService} builds one listening service per endpoint, listening
+    already (twistd forks a daemon after it returns).
     """
+
+    def make(self, *argv: str) -> MultiService:
+        """
+        L{makeService} for C{argv}; its sockets are closed when the test
+        ends.
+        """
+        service = makeService(parse(*argv))
+        assert isinstance(service, MultiService)
+        self.addCleanup(service.stopService)
+        return service
+
+    def unixSocket(self) -> str:
+        """
+        A UNIX socket path of this test's own.
+        """
+        directory = FilePath(tempfile.mkdtemp(prefix="nbecho-"))
+        self.addCleanup(directory.remove)
+        return "unix:" + directory.child("x.sock").path
 
     def test_onePerEndpoint(self) -> None:
         """
         The service is a L{MultiService} of one L{ListeningService} per
         endpoint, in order, sharing one factory with the chosen settings.
         """
-        options = parse("-l", "tcp:0", "-l", "unix:/tmp/x.sock", "--framing", "raw")
+        options = parse("-l", "tcp:0", "-l", self.unixSocket(), "--framing", "raw")
         service = makeService(options)
+        self.addCleanup(service.stopService)
         self.assertIsInstance(service, MultiService)
         assert isinstance(service, MultiService)
         children = list(service)
@@ -303,19 +356,12 @@ class MakeServiceTests(SynchronousTestCase):
         """
         With C{--workers 3} a pool of workers joins the server, gets the
         echo listeners and the server's share of C{--max-connections}, and
-        its totals count in the server's.
+        its totals count in the server's (refreshed before SIGUSR1's line).
         """
-        options = parse(
-            "-l",
-            "tcp:0",
-            "-l",
-            "unix:/tmp/x.sock",
-            "--workers",
-            "3",
-            "--max-connections",
-            "10",
+        unix = self.unixSocket()
+        service = self.make(
+            *("-l", "tcp:0", "-l", unix, "--workers", "3", "--max-connections", "10")
         )
-        service = makeService(options)
         assert isinstance(service, ServerService)
         [pool] = [child for child in service if isinstance(child, WorkerPool)]
         self.assertEqual(pool.count, 3)
@@ -323,15 +369,62 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(service.factory.settings.maxConnections, 3)
         self.assertEqual(
             [listener.description for listener in pool.listeners],
-            ["tcp:0", "unix:/tmp/x.sock"],
+            ["tcp:0", unix],
         )
         self.assertEqual(service.statsSources, [pool.stats])
+        self.assertEqual(service.statsRefreshers, [pool.refresh])
 
     def test_oneProcessNoPool(self) -> None:
         """
         Without C{--workers} the server runs alone and counts only itself.
         """
-        service = makeService(parse("-l", "tcp:0"))
+        service = self.make("-l", "tcp:0")
         assert isinstance(service, ServerService)
         self.assertFalse([child for child in service if isinstance(child, WorkerPool)])
         self.assertEqual(service.statsSources, [])
+
+    def test_listensBeforeStarting(self) -> None:
+        """
+        Every endpoint listens when L{makeService} returns, before the
+        service starts (and before twistd forks a daemon), with the metrics
+        one; the C{Ready?} lines wait for the start.
+        """
+        events = captureLogs(self)
+        service = self.make(
+            "-l", "tcp:0:interface=127.0.0.1", "--metrics", "tcp:0:interface=127.0.0.1"
+        )
+        listeners = [
+            child
+            for child in service
+            if isinstance(child, ListeningService)
+            or (
+                isinstance(child, MultiService)
+                and any(isinstance(c, ListeningService) for c in child)
+            )
+        ]
+        self.assertEqual(len(listeners), 2)
+        for listener in listeners:
+            assert isinstance(listener, ListeningService)
+            port = listener._early
+            assert port is not None
+            host = port.getHost()
+            assert isinstance(host, IPv4Address)
+            socket.create_connection(("127.0.0.1", host.port), 10).close()
+        self.assertEqual(logLines(events), [])
+
+    def test_listenFailsInMakeService(self) -> None:
+        """
+        A port already in use ends L{makeService} with the one-line
+        L{ListenFailed}, which twistd prints on the terminal before it forks.
+        """
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            options = parse("--port", str(port), "--interface", "127.0.0.1")
+            failed = self.assertRaises(ListenFailed, makeService, options)
+        self.assertEqual(
+            str(failed),
+            f"nbecho: cannot listen on tcp:{port}:interface=127.0.0.1: "
+            f"Address already in use (127.0.0.1:{port})",
+        )

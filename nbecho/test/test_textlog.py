@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 from typing import Any, cast
 
 from hypothesis import given, settings
@@ -28,7 +29,9 @@ from nbecho.logs import textlog as _textlog
 from nbecho.logs.textlog import (
     fastClassicFormat,
     fastTextFileLogObserver,
+    logDestination,
     observerFactory,
+    reopenLogFiles,
 )
 
 
@@ -203,3 +206,55 @@ class InstallTests(TestCase):
             LogLevel.warn, "w"
         )
         self.assertIn("[nbecho#warn] w", fastClassicFormat(events[0]) or "")
+
+
+class ReopenTests(TestCase):
+    """
+    L{reopenLogFiles}, which SIGHUP calls after logrotate moved the log.
+    """
+
+    def setUp(self) -> None:
+        self.patch(_textlog, "_LOG_FILES", [])
+        previous = signal.getsignal(signal.SIGUSR1)
+        self.addCleanup(signal.signal, signal.SIGUSR1, previous)
+
+    def test_reopensMovedFile(self) -> None:
+        """
+        After the log file is moved away, new lines go to a new file at the
+        same path, and the moved one keeps the old lines.
+        """
+        path = os.path.abspath(self.mktemp())
+        destination = logDestination({"logfile": path, "nodaemon": False})
+        self.addCleanup(destination.close)
+        destination.write("before\n")
+        os.rename(path, path + ".moved")
+        self.assertEqual(reopenLogFiles(), [path])
+        destination.write("after\n")
+        destination.flush()
+        with open(path) as new, open(path + ".moved") as moved:
+            self.assertEqual((new.read(), moved.read()), ("after\n", "before\n"))
+
+    def test_noFileNothingReopened(self) -> None:
+        """
+        A log on stdout has no file to reopen.
+        """
+        logDestination({"logfile": "-"})
+        logDestination({"nodaemon": True})
+        self.assertEqual(reopenLogFiles(), [])
+
+    def test_cannotReopenKeepsOldFile(self) -> None:
+        """
+        When the path cannot be opened again, the error is raised and the
+        old file is still written.
+        """
+        directory = os.path.abspath(self.mktemp())
+        os.mkdir(directory)
+        path = os.path.join(directory, "nbecho.log")
+        destination = logDestination({"logfile": path, "nodaemon": False})
+        self.addCleanup(destination.close)
+        os.rename(directory, directory + ".gone")
+        self.assertRaises(FileNotFoundError, reopenLogFiles)
+        destination.write("still\n")
+        destination.flush()
+        with open(os.path.join(directory + ".gone", "nbecho.log")) as old:
+            self.assertEqual(old.read(), "still\n")

@@ -1,0 +1,86 @@
+"""
+Why an endpoint could not be used, in words an operator reads on one line.
+
+Twisted's and Python's own messages are written for programmers: C{[Errno
+98]}, a UNIX socket's C{b'...'} lock file path with C{->} in it, OpenSSL's
+error stack as a list of tuples.  The operator needs the reason, and the
+file or address it concerns.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet.error import CannotListenError
+
+
+def inWords(error: BaseException, shown: str = "") -> str:
+    """
+    The reason C{error} gives, without error numbers, byte strings or
+    OpenSSL's error list.
+
+    @param shown: what the line already says before the reason: a file
+        name it ends with (C{unix:/run/echo.sock}) is not said twice.
+    """
+    if isinstance(error, CannotListenError):
+        return _cannotListen(error, shown)
+    if isinstance(error, OSError):
+        return _osError(error, shown)
+    reasons = _openSSLReasons(error)
+    if reasons is not None:
+        return reasons
+    return str(error) or type(error).__name__
+
+
+def _cannotListen(error: CannotListenError, shown: str) -> str:
+    reason = error.socketError
+    if isinstance(reason, BaseException):
+        words = inWords(reason, shown)
+    elif reason == "Cannot acquire lock":
+        # twisted.internet.unix: the socket path's lock file names a live
+        # process.
+        words = "another running process is using it"
+    else:
+        words = str(reason)
+    if error.port is None or isinstance(error.port, (bytes, str)):
+        # A UNIX socket: the path is the "port".
+        return words
+    where = f"{error.interface or 'all interfaces'}:{error.port}"
+    return f"{words} ({where})"
+
+
+def _osError(error: OSError, shown: str) -> str:
+    """
+    The system's reason for C{error} (C{"No such file or directory"}), and
+    the file it concerns unless that is a lock file of Twisted's own.
+    """
+    reason = error.strerror or str(error)
+    for name in (error.filename2, error.filename):
+        if name is None or isinstance(name, int):
+            continue
+        path = os.fsdecode(name)
+        if path.endswith(".lock"):
+            # twisted.internet.unix's lock file for the socket path, made
+            # first: the socket path it guards names the problem better.
+            path = path[: -len(".lock")]
+        return reason if shown.endswith(path) else f"{path}: {reason}"
+    return reason
+
+
+def _openSSLReasons(error: BaseException) -> str | None:
+    """
+    The reasons of an OpenSSL error (C{"unsupported"}, C{"no start line"}),
+    or L{None} if C{error} is not one.
+    """
+    stack = error.args[0] if len(error.args) == 1 else None
+    if not isinstance(stack, list) or not stack:
+        return None
+    reasons = []
+    for entry in stack:
+        if not (isinstance(entry, tuple) and len(entry) == 3):
+            return None
+        library, _, reason = entry
+        reasons.append(f"{reason} ({library})" if library else str(reason))
+    return "cannot read the certificate or private key: OpenSSL says " + "; ".join(
+        reasons
+    )

@@ -1,0 +1,231 @@
+"""
+Where a message's CPU time goes in nbecho, by layer.
+
+    python -m nbecho.bench.layers [--servers nbecho-line-quiet,nbecho-line]
+
+Runs C{twistd -n nbecho} (on CPython) under a sampling profiler while the
+benchmark's load generator drives it, ping-pong and pipelined.  Every 0.5 ms of the
+server's CPU time (C{ITIMER_PROF}: user and system time, which Linux
+counts by its scheduler's tick) a sample is taken and classified by the
+innermost Python frame that belongs to a known layer, so a system call's
+time (C{send} and the loopback TCP it runs, C{recv}, C{epoll_wait}) counts
+for the layer that made it, and a built-in's for the layer that called it.
+Each layer's share of the samples, times the CPU per message measured from
+C{/proc} in the same window, gives its microseconds per message; the
+system CPU time is shown in total.  Unlike a tracing profiler
+(C{cProfile}), sampling does not inflate layers made of many small calls;
+its precision is the number of samples, shown with each table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from nbecho.bench.loaders import chooseLoader
+from nbecho.bench.running import Load, RunningServer, cores, measure
+from nbecho.bench.specs import ServerSpec, availableServers
+
+#: (layer, path fragment, function names or None for all), first match wins.
+_RULES: list[tuple[str, str, tuple[str, ...] | None]] = [
+    ("Twisted callWithLogger, log context", "/twisted/", ("logPrefix",)),
+    ("nbecho _fastwrite (send at once)", "/nbecho/_fastwrite.py", None),
+    ("nbecho lines (line framing)", "/nbecho/lines.py", None),
+    ("nbecho protocol (echo, counting)", "/nbecho/protocol.py", None),
+    ("nbecho connection (idle timeout)", "/nbecho/connection.py", None),
+    ("nbecho connection (idle timeout)", "/twisted/protocols/policies.py", None),
+    (
+        "nbecho connection (idle timeout)",
+        "/twisted/internet/base.py",
+        ("reset", "seconds", "getTime", "_moveCallLaterSooner"),
+    ),
+    ("logging (twisted.logger, nbecho.logs)", "/twisted/logger/", None),
+    ("logging (twisted.logger, nbecho.logs)", "/nbecho/logs/", None),
+    ("Twisted callWithLogger, log context", "/twisted/python/log.py", None),
+    ("Twisted callWithLogger, log context", "/twisted/python/context.py", None),
+    ("Twisted TCP transport (doRead, write)", "/twisted/internet/tcp.py", None),
+    ("Twisted TCP transport (doRead, write)", "/twisted/internet/abstract.py", None),
+    ("reactor loop (epoll, timers)", "/twisted/internet/", None),
+    ("sampling profiler", "/nbecho/bench/layers.py", None),
+]
+
+#: User CPU seconds between samples.
+INTERVAL = 0.0005
+
+
+def classify(frame: FrameType | None) -> str:
+    """
+    The layer of the innermost frame of C{frame}'s stack that has one.
+    """
+    while frame is not None:
+        code = frame.f_code
+        for layer, fragment, names in _RULES:
+            if fragment in code.co_filename and (
+                names is None or code.co_name in names
+            ):
+                return layer
+        frame = frame.f_back
+    return "other"
+
+
+class Sampler:
+    """
+    Counts samples by layer between two C{SIGUSR2}s, then writes them to
+    C{path} as JSON.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.counts: Counter[str] = Counter()
+        self.running = False
+
+    def sample(self, signum: int, frame: FrameType | None) -> None:
+        self.counts[classify(frame)] += 1
+
+    def toggle(self, signum: int, frame: FrameType | None) -> None:
+        if not self.running:
+            self.counts.clear()
+            self.running = True
+            signal.setitimer(signal.ITIMER_PROF, INTERVAL, INTERVAL)
+            return
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        self.running = False
+        partial = self.path.with_suffix(".part")
+        partial.write_text(json.dumps(self.counts))
+        partial.rename(self.path)
+
+
+def serve(path: Path, twistdArgs: list[str]) -> None:
+    """
+    Run twistd with C{twistdArgs}, sampled between C{SIGUSR2}s.
+    """
+    sampler = Sampler(path)
+    signal.signal(signal.SIGPROF, sampler.sample)
+    signal.signal(signal.SIGUSR2, sampler.toggle)
+    from twisted.scripts.twistd import run
+
+    sys.argv = ["twistd", *twistdArgs]
+    run()
+
+
+def _profiled(spec: ServerSpec, out: Path) -> ServerSpec:
+    """
+    C{spec}'s twistd command run through L{serve}.
+    """
+    python, _c, _code, *rest = spec.argv
+    argv = (python, "-m", "nbecho.bench.layers", "--serve", str(out), *rest)
+    return ServerSpec(spec.name, argv, True, spec.cores)
+
+
+def profile(server: RunningServer, load: Load, out: Path) -> dict[str, dict[str, Any]]:
+    """
+    Drive C{server} with C{load}; return each layer's share and
+    microseconds per message.
+    """
+    out.unlink(missing_ok=True)
+
+    def window(opening: bool) -> None:
+        os.kill(server.process.pid, signal.SIGUSR2)
+
+    row = measure(server, load, window)
+    deadline = time.monotonic() + 30
+    while not out.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit("bench: the profiled server wrote no samples")
+        time.sleep(0.05)
+    samples: dict[str, int] = json.loads(out.read_text())
+    total = row["serverCpuUsPerMessage"]
+    count = sum(samples.values()) or 1
+    layers: dict[str, dict[str, Any]] = {
+        name: {"share": n / count, "usPerMessage": total * n / count}
+        for name, n in sorted(samples.items(), key=lambda item: -item[1])
+    }
+    layers["total"] = {
+        "share": 1.0,
+        "usPerMessage": total,
+        "systemUsPerMessage": total - row["serverUserUsPerMessage"],
+        "messagesPerSecond": row["messagesPerSecond"],
+        "samples": count,
+    }
+    return layers
+
+
+def _format(name: str, mode: str, layers: dict[str, dict[str, Any]]) -> str:
+    total = layers["total"]
+    lines = [
+        f"\n{name}, {mode}: {total['messagesPerSecond']:.0f} msg/s, "
+        f"{total['samples']:.0f} samples, of the total "
+        f"{total['systemUsPerMessage']:.2f} µs/msg in the kernel",
+        f"{'layer':42} {'µs/msg':>7} {'share':>6}",
+    ]
+    for layer, values in layers.items():
+        lines.append(f"{layer:42} {values['usPerMessage']:7.2f} {values['share']:6.0%}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--serve"]:
+        serve(Path(args[1]), args[2:])
+        return 0
+    p = argparse.ArgumentParser(
+        prog="python -m nbecho.bench.layers",
+        description="Profile nbecho's CPU per message by layer.",
+    )
+    p.add_argument("--servers", default="nbecho-line-quiet,nbecho-line")
+    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--connections", type=int, default=50)
+    p.add_argument("--pipelined-connections", type=int, default=10)
+    p.add_argument("--depth", type=int, default=32)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--json", type=Path, default=Path("layers.json"))
+    options = p.parse_args(args)
+    specs = availableServers(None, [1])
+    names = [n for n in options.servers.split(",") if n]
+    bad = [n for n in names if n not in specs or not specs[n].twistd]
+    if bad:
+        raise SystemExit(f"bench: not an nbecho server on CPython: {', '.join(bad)}")
+    serverCores, loaderCores, _ = cores()
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="nbecho-layers-") as tmp:
+        workdir = Path(tmp)
+        program = chooseLoader("auto", workdir)
+        for name in names:
+            out = workdir / f"{name}.samples.json"
+            server = RunningServer(_profiled(specs[name], out), workdir, serverCores)
+            try:
+                for mode, conns, depth in [
+                    ("pingpong", options.connections, 1),
+                    ("pipelined", options.pipelined_connections, options.depth),
+                ]:
+                    load = Load(
+                        conns,
+                        depth,
+                        options.size,
+                        1.0,
+                        options.duration,
+                        1,
+                        loaderCores,
+                        program,
+                    )
+                    layers = profile(server, load, out)
+                    result.setdefault(name, {})[mode] = layers
+                    print(_format(name, mode, layers), flush=True)
+            finally:
+                server.stop()
+    options.json.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"\nwrote {options.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
