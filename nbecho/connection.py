@@ -36,6 +36,7 @@ from zope.interface import implementer
 from nbecho.interfaces import IEchoConnection
 
 if TYPE_CHECKING:
+    from nbecho.logs.ratelimit import LogBudget
     from nbecho.settings import EchoSettings
     from nbecho.stats import EchoStats
 
@@ -50,6 +51,7 @@ class ConnectionOwner(Structural):
 
     settings: EchoSettings
     clock: Any
+    logBudget: LogBudget
 
     def release(self, connection: Connection) -> None: ...
 

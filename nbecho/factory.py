@@ -23,6 +23,7 @@ from nbecho._address import formatAddress
 from nbecho.connection import Connection
 from nbecho.interfaces import IEchoConnection
 from nbecho.lines import LineEchoProtocol
+from nbecho.logs.ratelimit import LogBudget
 from nbecho.protocol import EchoProtocol
 from nbecho.settings import EchoSettings
 from nbecho.stats import EchoStats
@@ -89,6 +90,7 @@ class EchoFactory(ServerFactory):
 
     @ivar connections: every open connection, refusals included.
     @ivar open: connections admitted and not yet closed.
+    @ivar logBudget: the per-message log lines all connections share.
     """
 
     noisy = False
@@ -102,6 +104,7 @@ class EchoFactory(ServerFactory):
 
             clock = reactor
         self.clock: Any = clock
+        self.logBudget = LogBudget(self.settings.logRateTotal)
         self.protocol = PROTOCOLS[self.settings.framing]  # type: ignore[assignment]
         self.connections: set[IEchoConnection] = set()
         self.open = 0

@@ -25,6 +25,7 @@ from nbecho._typing import IStreamTransport
 from nbecho.connection import Connection
 from nbecho.logs.batch import info, logMessages
 from nbecho.logs.escape import escapeMessage
+from nbecho.logs.ratelimit import LogLimiter, limiterFor
 
 if TYPE_CHECKING:
     from nbecho.stats import EchoStats
@@ -57,6 +58,7 @@ class EchoProtocol(Connection):
     bytesIn = 0
     bytesOut = 0
     started = 0.0
+    logLimit: LogLimiter | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -65,6 +67,7 @@ class EchoProtocol(Connection):
         self.settings = self.factory.settings
         self.transport.registerProducer(self.transport, True)
         self._write = fastWriter(self.transport)
+        self.logLimit = limiterFor(self.peer, self.factory)
         log.info("Accept {peer}", peer=self.peer, nbecho_event="accept")
 
     def dataReceived(self, data: bytes) -> None:
@@ -86,7 +89,8 @@ class EchoProtocol(Connection):
 
     def messagesRead(self, messages: list[bytes]) -> None:
         """
-        Count C{messages} and log each, terminator removed, unless quiet.
+        Count C{messages} and log each, terminator removed, unless quiet or
+        over the log rate (L{nbecho.logs.ratelimit}).
 
         Several messages read together are logged as one event, one line
         each, for a fraction of the cost of an event per message.
@@ -94,6 +98,8 @@ class EchoProtocol(Connection):
         self.messages += len(messages)
         if self.settings.quiet:
             return
+        if self.logLimit is not None:
+            messages = self.logLimit.admit(messages)
         if len(messages) > 1:
             logMessages(log, self.peer, messages)
         else:
@@ -137,6 +143,8 @@ class EchoProtocol(Connection):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         # The close line comes before the factory hears of the end: the
         # last connection's line then precedes the shutdown totals.
+        if self.logLimit is not None:
+            self.logLimit.close()
         log.info(
             "close {peer} ({reason}): {messages} messages, {bytesIn} bytes in, "
             "{bytesOut} bytes out, {duration:.3f}s",

@@ -14,6 +14,13 @@ import attrs
 #: CRLF) and C{raw} (each chunk read from the socket is a message).
 FRAMINGS = ("line", "raw")
 
+#: The largest C{--max-line-length}: a partial line is held in memory, so
+#: a limit beyond this could never be honoured by a real machine.
+MAX_LINE_LENGTH_CEILING = 2**30
+
+#: The largest C{--log-rate} and C{--log-rate-total}.
+LOG_RATE_CEILING = 10**9
+
 
 @attrs.frozen
 class EchoSettings:
@@ -35,6 +42,10 @@ class EchoSettings:
         refused; 0 means no limit.
     @ivar shutdownGrace: seconds a stopping server waits for open
         connections to receive their echoes before it cuts them.
+    @ivar logRate: per-message log lines one connection may write a second;
+        the rest are summarised; 0 means no limit.
+    @ivar logRateTotal: per-message log lines all connections together may
+        write a second; 0 means no limit.
     @ivar proxyTimeout: seconds a C{haproxy:} listener's connection has to
         send its whole PROXY header, counted from its accept; 0 leaves only
         C{idleTimeout}.
@@ -48,13 +59,22 @@ class EchoSettings:
     maxConnections: int = 10000
     maxPerPeer: int = 0
     shutdownGrace: float = 5.0
+    logRate: int = 100
+    logRateTotal: int = 1000
     proxyTimeout: float = 5.0
 
     def __attrs_post_init__(self) -> None:
         if self.framing not in FRAMINGS:
             raise ValueError(f"unknown framing {self.framing!r}")
-        if self.maxLineLength < 1:
-            raise ValueError("maxLineLength must be at least 1")
+        if not 1 <= self.maxLineLength <= MAX_LINE_LENGTH_CEILING:
+            raise ValueError(
+                f"maxLineLength must be from 1 to {MAX_LINE_LENGTH_CEILING}"
+            )
+        if not (
+            0 <= self.logRate <= LOG_RATE_CEILING
+            and 0 <= self.logRateTotal <= LOG_RATE_CEILING
+        ):
+            raise ValueError(f"log rates must be from 0 to {LOG_RATE_CEILING}")
         if min(self.idleTimeout, self.maxConnections, self.maxPerPeer) < 0:
             raise ValueError("limits cannot be negative")
         if self.shutdownGrace < 0:

@@ -32,16 +32,20 @@ from nbecho.logs.jsonlog import (
 )
 from nbecho.logs.textlog import logDestination, useFastTextLog
 from nbecho.service import buildServer
-from nbecho.settings import FRAMINGS, EchoSettings
+from nbecho.settings import (
+    FRAMINGS,
+    LOG_RATE_CEILING,
+    MAX_LINE_LENGTH_CEILING,
+    EchoSettings,
+)
 
 DEFAULT_PORT = 9999
 
 
 def _number(option: str, text: str, low: int, high: int | None = None) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
+    # Plain ASCII digits only: int() would also take "1_000" and other
+    # scripts' digits.
+    value = int(text) if text.isascii() and text.isdigit() else None
     if value is None or value < low or (high is not None and value > high):
         span = f"from {low} to {high}" if high is not None else f"of at least {low}"
         raise usage.UsageError(f"--{option} takes a number {span}, not {text!r}")
@@ -89,6 +93,20 @@ _LIMIT_PARAMETERS = [
         "0",
         "Refuse connections beyond this many open ones from one client IP; "
         "0: no limit.",
+    ],
+    [
+        "log-rate",
+        None,
+        "100",
+        "Log at most this many messages a second per connection, and "
+        "summarise the rest; 0: no limit.",
+    ],
+    [
+        "log-rate-total",
+        None,
+        "1000",
+        "Log at most this many messages a second from all connections "
+        "together, and summarise the rest; 0: no limit.",
     ],
     [
         "udp-rate",
@@ -223,11 +241,17 @@ class Options(usage.Options):
             # The bytes given on the command line, UTF-8 or not.
             exitWord=os.fsencode(self["exit-word"]),
             quiet=bool(self["quiet"]),
-            maxLineLength=_number("max-line-length", self["max-line-length"], 1),
+            maxLineLength=_number(
+                "max-line-length", self["max-line-length"], 1, MAX_LINE_LENGTH_CEILING
+            ),
             idleTimeout=_seconds("idle-timeout", self["idle-timeout"]),
             maxConnections=_number("max-connections", self["max-connections"], 0),
             maxPerPeer=_number("max-per-peer", self["max-per-peer"], 0),
             shutdownGrace=_seconds("shutdown-grace", self["shutdown-grace"]),
+            logRate=_number("log-rate", self["log-rate"], 0, LOG_RATE_CEILING),
+            logRateTotal=_number(
+                "log-rate-total", self["log-rate-total"], 0, LOG_RATE_CEILING
+            ),
             proxyTimeout=_timeout("proxy-timeout", self["proxy-timeout"]),
         )
         useFastTextLog(self)

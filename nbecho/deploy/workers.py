@@ -79,14 +79,18 @@ def checkWorkers(text: str, listen: Sequence[str]) -> int:
 
 def shareLimits(settings: EchoSettings, workers: int) -> EchoSettings:
     """
-    Split a server-wide connection limit between the workers, so that all of
-    them together admit at most the number the operator gave (each at least
-    one).
+    Split the server-wide limits (connections, log lines a second) between
+    the workers, so that all of them together stay within what the operator
+    gave (each at least one).
     """
-    limit = settings.maxConnections
-    if workers <= 1 or not limit:
+    if workers <= 1:
         return settings
-    return attrs.evolve(settings, maxConnections=max(1, limit // workers))
+    shares = {
+        name: max(1, getattr(settings, name) // workers)
+        for name in ("maxConnections", "logRateTotal")
+        if getattr(settings, name)
+    }
+    return attrs.evolve(settings, **shares) if shares else settings
 
 
 class _WorkerProtocol(protocol.ProcessProtocol):

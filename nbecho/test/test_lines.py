@@ -5,10 +5,17 @@ the exit word as a line, and the line length limit.
 
 from __future__ import annotations
 
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from nbecho.lines import LineEchoProtocol
 from nbecho.settings import EchoSettings
-from nbecho.test._helpers import connect
+from nbecho.test._helpers import captureLogs, connect, disconnect, logLines
 
 
 class LineFramingTests(SynchronousTestCase):
@@ -242,3 +249,136 @@ class LineLengthTests(SynchronousTestCase):
         proto.dataReceived(b"x")
         self.assertEqual(transport.value(), self.error)
         self.assertTrue(transport.disconnecting)
+
+
+class LongLineTests(SynchronousTestCase):
+    """
+    A long line costs each read only its own bytes: the partial line grows
+    in place, its length is counted as it grows, and it is copied out once.
+    """
+
+    def test_partialGrowsInPlace(self) -> None:
+        """
+        Reads without an LF extend the same buffer rather than copying the
+        partial line anew, and the line comes back whole in one write.
+        """
+        proto, transport = connect(EchoSettings(maxLineLength=1 << 20))
+        assert isinstance(proto, LineEchoProtocol)
+        proto.dataReceived(b"x" * 1000)
+        partial = proto._partial
+        for _ in range(999):
+            proto.dataReceived(b"y" * 1000)
+        self.assertIs(proto._partial, partial)
+        self.assertEqual(transport.writes, [])
+        proto.dataReceived(b"z\r\nnext")
+        self.assertEqual(transport.writes, [b"x" * 1000 + b"y" * 999_000 + b"z\r\n"])
+        self.assertEqual(proto.messages, 1)
+
+    def test_lengthCountedAcrossReads(self) -> None:
+        """
+        A line one byte over the limit, in one-byte reads, is refused on its
+        last byte, not before; a CR at the limit waits for the next byte.
+        """
+        proto, transport = connect(EchoSettings(maxLineLength=8))
+        for byte in b"12345678\r":
+            proto.dataReceived(bytes([byte]))
+        self.assertFalse(transport.disconnecting)
+        proto.dataReceived(b"9")
+        self.assertEqual(transport.value(), b"error: line too long (limit 8 bytes)\n")
+        self.assertTrue(transport.disconnecting)
+
+    def test_exitWordInPieces(self) -> None:
+        """
+        The exit word sent a byte a read, CRLF split too, ends the
+        connection.
+        """
+        proto, transport = connect()
+        for byte in b"hi\nexit\r\nmore\n":
+            proto.dataReceived(bytes([byte]))
+        self.assertEqual(transport.value(), b"hi\nexit\r\n")
+        self.assertEqual(proto.closeWhy, "exit word")
+
+    def test_finishEchoesPiecedPartialLine(self) -> None:
+        """
+        A partial line made of many reads is echoed whole, once, when the
+        client stops sending, and logged as one message.
+        """
+        events = captureLogs(self)
+        proto, transport = connect()
+        for piece in (b"ab", b"cd", b"e\r"):
+            proto.dataReceived(piece)
+        proto.readConnectionLost()
+        self.assertEqual(transport.writes, [b"abcde\r"])
+        self.assertIn("Read Data 127.0.0.1:40000 abcde", logLines(events))
+        self.assertEqual(proto.messages, 1)
+
+
+_texts = st.lists(
+    st.sampled_from([b"a", b"bc", b"\n", b"\r", b"\r\n", b"exit", b"\xff", b"\x1b"]),
+    max_size=40,
+).map(b"".join)
+
+
+class AnySplitTests(SynchronousTestCase):
+    """
+    Where reads end changes nothing: not the echoes, not the log.
+    """
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(
+        _texts,
+        st.lists(st.integers(0, 200), max_size=12),
+        st.integers(1, 12),
+        st.integers(0, 4),
+        st.booleans(),
+    )
+    def test_sameAsOneRead(
+        self,
+        data: bytes,
+        cuts: list[int],
+        limit: int,
+        logRate: int,
+        halfClose: bool,
+    ) -> None:
+        """
+        The data cut at any points gives the same echoes, counts, close
+        reason and log lines (rate limit and summaries included) as the
+        data in one read.
+        """
+        bounds = sorted({0, len(data), *(cut % (len(data) + 1) for cut in cuts)})
+        chunks = [data[a:b] for a, b in zip(bounds, bounds[1:])]
+        echoSettings = EchoSettings(maxLineLength=limit, logRate=logRate)
+        one = _run(self, echoSettings, [data] if data else [], halfClose)
+        many = _run(self, echoSettings, chunks, halfClose)
+        self.assertEqual(many, one)
+
+
+def _run(
+    case: SynchronousTestCase,
+    echoSettings: EchoSettings,
+    chunks: list[bytes],
+    halfClose: bool,
+) -> tuple[bytes, int, str, list[str]]:
+    """
+    Feed C{chunks} to a new connection, end it, and return what came back,
+    the message count, why it closed and its log lines.
+    """
+    events = EventLoggingObserver()
+    globalLogPublisher.addObserver(events)
+    try:
+        proto, transport = connect(echoSettings)
+        for chunk in chunks:
+            proto.dataReceived(chunk)
+        if halfClose:
+            proto.readConnectionLost()
+        disconnect(proto)
+    finally:
+        globalLogPublisher.removeObserver(events)
+    # A line is refused as soon as it is too long: how much of it had
+    # arrived by then depends on the reads.
+    lines = [
+        re.sub(r"^(Line too long from \S+) \d+ bytes", r"\1 N bytes", line)
+        for line in logLines(events)
+        if not line.startswith("close ")
+    ]
+    return transport.value(), proto.messages, proto.closeWhy, lines

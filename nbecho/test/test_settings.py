@@ -11,7 +11,12 @@ import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from nbecho.factory import PROTOCOLS
-from nbecho.settings import FRAMINGS, EchoSettings
+from nbecho.settings import (
+    FRAMINGS,
+    LOG_RATE_CEILING,
+    MAX_LINE_LENGTH_CEILING,
+    EchoSettings,
+)
 
 
 class EchoSettingsTests(SynchronousTestCase):
@@ -23,8 +28,9 @@ class EchoSettingsTests(SynchronousTestCase):
         """
         By default messages are lines, C{exit} ends a connection, every message
         is logged, lines may be 64 KiB long, silence ends a connection after
-        five minutes, 10,000 connections fit, a stop waits five seconds, and a
-        PROXY header must arrive within five seconds.
+        five minutes, 10,000 connections fit, a stop waits five seconds, a
+        PROXY header must arrive within five seconds, and a connection
+        logs 100 messages a second, all of them 1,000.
         """
         self.assertEqual(
             attrs.asdict(EchoSettings()),
@@ -37,6 +43,8 @@ class EchoSettingsTests(SynchronousTestCase):
                 "maxConnections": 10000,
                 "maxPerPeer": 0,
                 "shutdownGrace": 5.0,
+                "logRate": 100,
+                "logRateTotal": 1000,
                 "proxyTimeout": 5.0,
             },
         )
@@ -59,6 +67,26 @@ class EchoSettingsTests(SynchronousTestCase):
         """
         self.assertRaises(ValueError, EchoSettings, maxLineLength=0)
         self.assertEqual(EchoSettings(maxLineLength=1).maxLineLength, 1)
+
+    def test_maxLineLengthCeiling(self) -> None:
+        """
+        A line limit above L{MAX_LINE_LENGTH_CEILING} (1 GiB) is refused;
+        the ceiling itself is fine.
+        """
+        self.assertEqual(MAX_LINE_LENGTH_CEILING, 2**30)
+        self.assertRaises(ValueError, EchoSettings, maxLineLength=2**30 + 1)
+        self.assertEqual(EchoSettings(maxLineLength=2**30).maxLineLength, 2**30)
+
+    def test_logRateBounds(self) -> None:
+        """
+        Log rates are from 0 (no limit) to L{LOG_RATE_CEILING}.
+        """
+        for name in ("logRate", "logRateTotal"):
+            for bad in (-1, LOG_RATE_CEILING + 1):
+                fields: dict[str, Any] = {name: bad}
+                self.assertRaises(ValueError, EchoSettings, **fields)
+            fields = {name: LOG_RATE_CEILING}
+            self.assertEqual(getattr(EchoSettings(**fields), name), LOG_RATE_CEILING)
 
     def test_negativeLimits(self) -> None:
         """

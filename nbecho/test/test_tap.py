@@ -95,14 +95,43 @@ class OptionErrorTests(SynchronousTestCase):
 
     def test_badMaxLineLength(self) -> None:
         """
-        A line limit that is not a positive number is refused.
+        A line limit that is not a plain number from 1 to 1 GiB is refused.
         """
-        for value in ("0", "-5", "lots", "1e3"):
+        for value in ("0", "-5", "lots", "1e3", "1_000", "\u0663", "1073741825"):
             self.assertUsageError(
                 ["--max-line-length", value],
-                "--max-line-length takes a number of at least 1",
+                "--max-line-length takes a number from 1 to 1073741824",
                 repr(value),
             )
+        options = Options()
+        options.parseOptions(["--max-line-length", "1073741824"])
+        self.assertEqual(options["settings"].maxLineLength, 2**30)
+
+    def test_badLogRate(self) -> None:
+        """
+        The log rates take plain numbers from 0 to 10**9.
+        """
+        for option in ("--log-rate", "--log-rate-total"):
+            for value in ("-1", "1.5", "1_000", "\u0663", "1000000001", ""):
+                self.assertUsageError(
+                    [option, value],
+                    f"{option} takes a number from 0 to 1000000000",
+                    repr(value),
+                )
+
+    def test_logRates(self) -> None:
+        """
+        The log rates default to 100 a connection and 1000 in all, and 0
+        (no limit) is accepted.
+        """
+        options = Options()
+        options.parseOptions([])
+        settings = options["settings"]
+        self.assertEqual((settings.logRate, settings.logRateTotal), (100, 1000))
+        options = Options()
+        options.parseOptions(["--log-rate", "0", "--log-rate-total", "7"])
+        settings = options["settings"]
+        self.assertEqual((settings.logRate, settings.logRateTotal), (0, 7))
 
     def test_unparsableEndpoint(self) -> None:
         """

@@ -110,27 +110,31 @@ class CheckWorkersTests(SynchronousTestCase):
 class ShareLimitsTests(SynchronousTestCase):
     def test_split(self) -> None:
         """
-        The server-wide connection limit is split between the processes,
-        so that together they admit at most that many.
+        The server-wide connection limit and total log rate are split
+        between the processes, so that together they stay within them.
         """
-        shared = shareLimits(EchoSettings(maxConnections=10, quiet=True), 3)
-        self.assertEqual(shared, EchoSettings(maxConnections=3, quiet=True))
+        shared = shareLimits(
+            EchoSettings(maxConnections=10, logRateTotal=1000, quiet=True), 3
+        )
+        self.assertEqual(
+            shared, EchoSettings(maxConnections=3, logRateTotal=333, quiet=True)
+        )
 
     def test_atLeastOne(self) -> None:
         """
         Each process admits at least one connection.
         """
-        self.assertEqual(
-            shareLimits(EchoSettings(maxConnections=2), 4).maxConnections, 1
-        )
+        shared = shareLimits(EchoSettings(maxConnections=2, logRateTotal=3), 4)
+        self.assertEqual((shared.maxConnections, shared.logRateTotal), (1, 1))
 
     def test_unchanged(self) -> None:
         """
-        One process, or no limit, leaves the settings as they are.
+        One process, or no limit, leaves the settings as they are; so does
+        the per-connection log rate, which each process applies as given.
         """
         settings = EchoSettings(maxConnections=10)
         self.assertIs(shareLimits(settings, 1), settings)
-        unlimited = EchoSettings(maxConnections=0)
+        unlimited = EchoSettings(maxConnections=0, logRate=7, logRateTotal=0)
         self.assertIs(shareLimits(unlimited, 8), unlimited)
 
 
