@@ -10,7 +10,6 @@ import sys
 from collections.abc import Sequence
 
 from twisted.application.service import IService, MultiService
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
@@ -298,10 +297,11 @@ def _metricsEndpoint(reactor: object, description: str) -> IStreamServerEndpoint
             f"--metrics needs {error.name}: pip install 'nbecho[metrics]'"
         ) from None
     try:
-        return serverFromString(reactor, description)
-    except Exception as error:  # noqa: BLE001 - parsers raise anything
+        # Twisted's default backlog: a scraper connects now and then.
+        return listenOn(reactor, description, backlog=None)
+    except EndpointError as error:
         raise usage.UsageError(
-            f"cannot use --metrics endpoint {description!r}: {error}"
+            f"--metrics {_shown(description, 200)}: {error}"
         ) from None
 
 
