@@ -59,6 +59,10 @@ def _shown(text: str, limit: int = 40) -> str:
 
 
 def _number(option: str, text: str, low: int, high: int = MAX_COUNT) -> int:
+    """
+    C{text} as a whole number from C{low} to C{high}, or a usage error: the
+    ceiling keeps values that could never work (C{10**30} connections) out.
+    """
     value = int(text) if _WHOLE.match(text) else None
     if value is None or not low <= value <= high:
         raise usage.UsageError(
@@ -68,6 +72,10 @@ def _number(option: str, text: str, low: int, high: int = MAX_COUNT) -> int:
 
 
 def _seconds(option: str, text: str) -> float:
+    """
+    C{text} as a timeout: 0 (off) or L{MIN_SECONDS} to L{MAX_SECONDS}; a
+    nanosecond would close every connection before it could be used.
+    """
     value = float(text) if _DECIMAL.match(text) else -1.0
     if not (value == 0 or MIN_SECONDS <= value <= MAX_SECONDS):
         raise usage.UsageError(
@@ -185,7 +193,7 @@ class Options(usage.Options):
             None,
             "1",
             "Processes serving the same listening sockets (tcp:, tcp6:, unix:, "
-            "systemd:), to use that many cores.",
+            "systemd:), to use that many cores (1 to 256).",
         ],
     ]
     compData = usage.Completions(
@@ -206,6 +214,15 @@ class Options(usage.Options):
         self["listen"].append(description)
 
     opt_l = opt_listen
+
+    def opt_version(self) -> None:
+        """
+        Display nbecho's version (and Twisted's) and exit.
+        """
+        import twisted
+
+        print(f"nbecho {__version__} (Twisted {twisted.__version__})")
+        sys.exit(0)
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         self["argv"] = list(options) if options is not None else sys.argv[1:]

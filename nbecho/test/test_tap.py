@@ -343,6 +343,24 @@ class OptionTests(SynchronousTestCase):
         ):
             self.assertIn(option, text)
 
+    def test_version(self) -> None:
+        """
+        C{twistd nbecho --version} names nbecho's version, then Twisted's.
+        """
+        import io
+        from contextlib import redirect_stdout
+
+        import twisted
+        from nbecho import __version__
+
+        output = io.StringIO()
+        with redirect_stdout(output):
+            error = self.assertRaises(SystemExit, parse, "--version")
+        self.assertEqual(error.code, 0)
+        self.assertEqual(
+            output.getvalue(), f"nbecho {__version__} (Twisted {twisted.__version__})\n"
+        )
+
     def test_plugin(self) -> None:
         """
         twistd finds a plugin called C{nbecho} that uses these options and
