@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -214,6 +215,10 @@ def _checkSocketPath(path: str) -> None:
         )
     if os.path.isdir(path):
         raise EndpointError(f"{path} is a directory, not a socket")
+    if os.path.lexists(path) and not stat.S_ISSOCK(os.lstat(path).st_mode):
+        # Twisted replaces a stale socket, but would fail on any other file
+        # with "Address already in use".
+        raise EndpointError(f"{path} exists and is not a socket")
 
 
 def _inWords(description: str, error: Exception) -> str:

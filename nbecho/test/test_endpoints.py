@@ -241,7 +241,8 @@ class EndpointErrorTests(SynchronousTestCase):
     def test_unixPaths(self) -> None:
         """
         A UNIX socket path in a missing directory, under a file, naming a
-        directory, or too long for the kernel is refused before listening.
+        directory or another file, or too long for the kernel is refused
+        before listening.
         """
         base = Path(self.mktemp())
         base.mkdir()
@@ -250,6 +251,7 @@ class EndpointErrorTests(SynchronousTestCase):
         (base / "file").write_text("")
         self.assertRefused(f"unix:{base / 'file' / 'echo.sock'}", "not a directory")
         self.assertRefused(f"unix:{base}", "is a directory")
+        self.assertRefused(f"unix:{base / 'file'}", "exists and is not a socket")
         self.assertRefused(f"unix:{base / ('x' * 120)}", "too long")
         self.assertRefused("unix:", "needs a socket path")
 
