@@ -1,9 +1,9 @@
 """
-nbecho: the seed's non-blocking C echo server, done right on Twisted.
+nbecho: an event-driven TCP echo server on Twisted, and its client.
 
-The server protocol lives in L{nbecho.protocol}, its factory and settings in
-L{nbecho.factory}, the twistd options in L{nbecho.tap} and the interactive
-client in L{nbecho.client}.
+The server protocol lives in L{nbecho.protocol} and L{nbecho.lines}, its
+factory in L{nbecho.factory}, its settings in L{nbecho.settings}, the twistd
+options in L{nbecho.tap} and the interactive client in L{nbecho.client}.
 """
 
-__version__ = "1.0.0"
+__version__ = "2.0.0"

@@ -11,18 +11,36 @@ from twisted.internet.interfaces import IAddress
 
 from nbecho.logs.escape import escapeMessage
 
+#: How an IPv4 client of a dual-stack IPv6 socket appears: ::ffff:a.b.c.d.
+_MAPPED = "::ffff:"
+
+
+def unmapped(host: str) -> str:
+    """
+    C{host} as the client knows it: an IPv4 client of a dual-stack socket
+    (C{::ffff:127.0.0.1}) as its IPv4 address, so that it reads and counts
+    the same whichever socket it reached.
+    """
+    if host.lower().startswith(_MAPPED) and "." in host:
+        return host[len(_MAPPED) :]
+    return host
+
 
 def formatAddress(address: IAddress | None) -> str:
     """
     Render C{address} as C{host:port}, C{[host]:port} or C{unix:path}.
 
-    IPv6 hosts are bracketed so that the port stays unambiguous; an unnamed
+    IPv6 hosts are bracketed so that the port stays unambiguous (IPv4
+    clients of a dual-stack socket show as IPv4, see L{unmapped}); an unnamed
     UNIX peer (the usual case for a client socket) shows as C{unix:-}.  A
     UNIX client may bind its socket to any path it likes before connecting,
     so the path is escaped like a message.
     """
     if isinstance(address, IPv6Address):
-        return f"[{address.host}]:{address.port}"
+        host = unmapped(address.host)
+        if host != address.host:
+            return f"{host}:{address.port}"
+        return f"[{host}]:{address.port}"
     if isinstance(address, IPv4Address):
         return f"{address.host}:{address.port}"
     if isinstance(address, UNIXAddress):

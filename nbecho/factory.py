@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
-from nbecho._address import formatAddress
+from nbecho._address import formatAddress, unmapped
 from nbecho.connection import Connection
 from nbecho.interfaces import IEchoConnection
 from nbecho.lines import LineEchoProtocol
@@ -53,7 +53,7 @@ def peerKey(address: IAddress | None) -> str | None:
     applies to them (C{None}).
     """
     if isinstance(address, (IPv4Address, IPv6Address)):
-        return address.host
+        return unmapped(address.host)
     host = getattr(address, "host", None)
     return host if isinstance(host, str) else None
 

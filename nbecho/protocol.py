@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from nbecho._address import formatAddress
 from nbecho._fastwrite import fastWriter
+from nbecho._tls import tlsFailure
 from nbecho._typing import IStreamTransport
 from nbecho.connection import Connection
 from nbecho.logs.batch import info, logMessages
@@ -145,11 +146,17 @@ class EchoProtocol(Connection):
         # last connection's line then precedes the shutdown totals.
         if self.logLimit is not None:
             self.logLimit.close()
-        log.info(
+        # A failed TLS handshake (a port scanner, a client speaking plain
+        # text) is worth a warning, in words rather than OpenSSL's tuples.
+        tls = (
+            None if self.closeWhy else tlsFailure(reason, self.transport, self.bytesIn)
+        )
+        emit = log.info if tls is None else log.warn
+        emit(
             "close {peer} ({reason}): {messages} messages, {bytesIn} bytes in, "
             "{bytesOut} bytes out, {duration:.3f}s",
             peer=self.peer,
-            reason=self.closeWhy or _closeReason(reason),
+            reason=self.closeWhy or tls or _closeReason(reason),
             messages=self.messages,
             bytesIn=self.bytesIn,
             bytesOut=self.bytesOut,

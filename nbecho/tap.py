@@ -5,16 +5,23 @@ The C{twistd nbecho} command line: options in, a running service out.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Sequence
 
 from twisted.application.service import IService, MultiService
-from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.logger import Logger
 from twisted.python import usage
 
-from nbecho._errors import inWords
-from nbecho.deploy.proxy import proxiedFromString
+from nbecho import __version__
+from nbecho.deploy.endpoints import (
+    EndpointError,
+    TLSRefusedError,
+    defaultListeners,
+    listenBacklog,
+    listenOn,
+)
 from nbecho.deploy.udp import (
     DEFAULT_RATE,
     DEFAULT_RATE_TOTAL,
@@ -33,41 +40,57 @@ from nbecho.logs.jsonlog import (
 from nbecho.logs.textlog import logDestination, useFastTextLog
 from nbecho.service import buildServer
 from nbecho.settings import (
+    DEFAULT_EXIT_WORD,
     FRAMINGS,
     LOG_RATE_CEILING,
-    MAX_LINE_LENGTH_CEILING,
+    MAX_COUNT,
+    MAX_LINE_LENGTH,
+    MAX_SECONDS,
+    MIN_SECONDS,
     EchoSettings,
+    exitWordProblem,
 )
+
+log = Logger(namespace="nbecho")
 
 DEFAULT_PORT = 9999
 
+#: Plain ASCII decimal numbers: no signs, exponents, underscores or digits
+#: of other scripts, which Python's own int() and float() would take.
+_WHOLE = re.compile(r"[0-9]{1,20}\Z")
+_DECIMAL = re.compile(r"(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})\Z")
 
-def _number(option: str, text: str, low: int, high: int | None = None) -> int:
-    # Plain ASCII digits only: int() would also take "1_000" and other
-    # scripts' digits.
-    value = int(text) if text.isascii() and text.isdigit() else None
-    if value is None or value < low or (high is not None and value > high):
-        span = f"from {low} to {high}" if high is not None else f"of at least {low}"
-        raise usage.UsageError(f"--{option} takes a number {span}, not {text!r}")
+
+def _shown(text: str, limit: int = 40) -> str:
+    """
+    C{text} quoted for a one-line message, cut if longer than C{limit}.
+    """
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _number(option: str, text: str, low: int, high: int = MAX_COUNT) -> int:
+    """
+    C{text} as a whole number from C{low} to C{high}, or a usage error: the
+    ceiling keeps values that could never work (C{10**30} connections) out.
+    """
+    value = int(text) if _WHOLE.match(text) else None
+    if value is None or not low <= value <= high:
+        raise usage.UsageError(
+            f"--{option} takes a whole number from {low} to {high}, not {_shown(text)}"
+        )
     return value
 
 
 def _seconds(option: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise usage.UsageError(f"--{option} takes a number of seconds, not {text!r}")
-    return value
-
-
-def _timeout(option: str, text: str) -> float:
-    # Below a tenth of a second, a timeout would close connections at once.
-    value = _seconds(option, text)
-    if 0 < value < 0.1:
+    """
+    C{text} as a timeout: 0 (off) or L{MIN_SECONDS} to L{MAX_SECONDS}; a
+    nanosecond would close every connection before it could be used.
+    """
+    value = float(text) if _DECIMAL.match(text) else -1.0
+    if not (value == 0 or MIN_SECONDS <= value <= MAX_SECONDS):
         raise usage.UsageError(
-            f"--{option} takes 0 or at least 0.1 seconds, not {text!r}"
+            f"--{option} takes 0 or a number of seconds from {MIN_SECONDS:g} to "
+            f"{MAX_SECONDS:g}, not {_shown(text)}"
         )
     return value
 
@@ -79,20 +102,21 @@ _LIMIT_PARAMETERS = [
         "idle-timeout",
         None,
         "300",
-        "Close a connection that sent nothing for this many seconds; 0: never.",
+        "Close a connection that sent nothing for this many seconds "
+        "(0.1 to 86400); 0: never.",
     ],
     [
         "max-connections",
         None,
         "10000",
-        "Refuse connections beyond this many open ones; 0: no limit.",
+        "Refuse connections beyond this many open ones (at most 1000000); 0: no limit.",
     ],
     [
         "max-per-peer",
         None,
         "0",
-        "Refuse connections beyond this many open ones from one client IP; "
-        "0: no limit.",
+        "Refuse connections beyond this many open ones from one client IP "
+        "(at most 1000000); 0: no limit.",
     ],
     [
         "log-rate",
@@ -132,7 +156,7 @@ _LIMIT_PARAMETERS = [
         None,
         "5",
         "On SIGTERM/SIGINT, seconds open connections get to receive their "
-        "echoes before they are cut.",
+        "echoes before they are cut (0, or 0.1 to 86400).",
     ],
 ]
 
@@ -148,15 +172,28 @@ class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "An event-driven TCP echo server: every message a client sends comes "
-        "back to it. Listens on --port (all interfaces) unless --listen gives "
-        "endpoint strings."
+        "back to it. Listens on --port on all interfaces, IPv4 and IPv6, unless "
+        "--listen gives endpoint strings. Listeners get a listen backlog of "
+        "1024 to 4096 (the kernel's somaxconn) unless their endpoint string "
+        "gives its own backlog=."
     )
     optFlags = [
         ["quiet", "q", "Leave out the per-message log lines."],
     ]
     optParameters = [
-        ["port", "p", str(DEFAULT_PORT), "TCP port to listen on; 0 picks a free one."],
-        ["interface", "i", "", "Address to listen on with --port (default: all)."],
+        [
+            "port",
+            "p",
+            str(DEFAULT_PORT),
+            "TCP port to listen on, IPv4 and IPv6; 0 picks a free one.",
+        ],
+        [
+            "interface",
+            "i",
+            "",
+            "Address to listen on with --port (default: all, IPv4 and IPv6; "
+            "0.0.0.0: all IPv4 ones only).",
+        ],
         [
             "framing",
             None,
@@ -167,16 +204,17 @@ class Options(usage.Options):
         [
             "exit-word",
             None,
-            "exit",
-            "A message equal to this is echoed, then the "
-            "connection closes; '' turns it off.",
+            None,
+            "A message equal to this is echoed, then the connection closes "
+            "(at most 1024 bytes, no line break; '' turns it off). "
+            "Default: exit in line framing, none in raw framing.",
         ],
         [
             "max-line-length",
             None,
             "65536",
-            "Longest line (terminator excluded) in "
-            "line framing; a longer one closes the connection.",
+            "Longest line (terminator excluded) in line framing, at most "
+            "1073741824 (1 GiB); a longer one closes the connection.",
         ],
         [
             "metrics",
@@ -198,7 +236,7 @@ class Options(usage.Options):
             None,
             "1",
             "Processes serving the same listening sockets (tcp:, tcp6:, unix:, "
-            "systemd:), to use that many cores.",
+            "systemd:), to use that many cores (1 to 256).",
         ],
     ]
     compData = usage.Completions(
@@ -220,6 +258,15 @@ class Options(usage.Options):
 
     opt_l = opt_listen
 
+    def opt_version(self) -> None:
+        """
+        Display nbecho's version (and Twisted's) and exit.
+        """
+        import twisted
+
+        print(f"nbecho {__version__} (Twisted {twisted.__version__})")
+        sys.exit(0)
+
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         self["argv"] = list(options) if options is not None else sys.argv[1:]
         try:
@@ -236,14 +283,14 @@ class Options(usage.Options):
                 f"--framing takes one of {', '.join(sorted(FRAMINGS))}, "
                 f"not {self['framing']!r}"
             )
+        maxLineLength = _number(
+            "max-line-length", self["max-line-length"], 1, MAX_LINE_LENGTH
+        )
         self["settings"] = EchoSettings(
             framing=self["framing"],
-            # The bytes given on the command line, UTF-8 or not.
-            exitWord=os.fsencode(self["exit-word"]),
+            exitWord=_exitWord(self["exit-word"], self["framing"], maxLineLength),
             quiet=bool(self["quiet"]),
-            maxLineLength=_number(
-                "max-line-length", self["max-line-length"], 1, MAX_LINE_LENGTH_CEILING
-            ),
+            maxLineLength=maxLineLength,
             idleTimeout=_seconds("idle-timeout", self["idle-timeout"]),
             maxConnections=_number("max-connections", self["max-connections"], 0),
             maxPerPeer=_number("max-per-peer", self["max-per-peer"], 0),
@@ -252,33 +299,36 @@ class Options(usage.Options):
             logRateTotal=_number(
                 "log-rate-total", self["log-rate-total"], 0, LOG_RATE_CEILING
             ),
-            proxyTimeout=_timeout("proxy-timeout", self["proxy-timeout"]),
+            proxyTimeout=_seconds("proxy-timeout", self["proxy-timeout"]),
         )
         useFastTextLog(self)
         self["udp"] = _udpListeners(self)
         self["workers"] = checkWorkers(self["workers"], self["listen"])
         self["settings"] = shareLimits(self["settings"], self["workers"])
-        if not self["listen"]:
-            description = f"tcp:{port}"
-            if self["interface"]:
-                description += ":interface=" + quoteStringArgument(self["interface"])
-            self["listen"] = [description]
         from twisted.internet import reactor
 
+        # (option, name for the Ready? line and the log, endpoint string).
+        listeners = [("--listen", each, each) for each in self["listen"]]
+        if not listeners:
+            listeners = [
+                ("--port", name, description)
+                for description, name in defaultListeners(port, self["interface"])
+            ]
+            self["listen"] = [description for _, _, description in listeners]
+        self["backlog"] = listenBacklog()
         self["endpoints"] = []
-        for description in self["listen"]:
+        for option, name, description in listeners:
             if isUDP(description):
                 continue
+            where = f"{option} {_shown(description, 200)}"
             try:
-                endpoint = proxiedFromString(reactor, description) or serverFromString(
-                    reactor, description
-                )
-            except Exception as error:  # noqa: BLE001 - parsers raise anything
-                why = _systemdProblem(description, error) or inWords(error, description)
-                raise usage.UsageError(
-                    f"cannot use endpoint {description!r}: {why}"
-                ) from None
-            self["endpoints"].append((description, endpoint))
+                endpoint = listenOn(reactor, description, self["backlog"])
+            except TLSRefusedError as error:
+                # Not a usage error: the option is right, the file is not.
+                raise SystemExit(f"twistd nbecho: {where}: {error}") from None
+            except EndpointError as error:
+                raise usage.UsageError(f"{where}: {error}") from None
+            self["endpoints"].append((name, endpoint))
         if self["log-format"] not in LOG_FORMATS:
             raise usage.UsageError(
                 f"--log-format takes one of {', '.join(LOG_FORMATS)}, "
@@ -308,18 +358,23 @@ def _udpListeners(options: Options) -> list[str]:
     return found
 
 
-def _systemdProblem(description: str, error: Exception) -> str | None:
+def _exitWord(text: str | None, framing: str, maxLineLength: int) -> bytes:
     """
-    Name what is missing when a C{systemd:} endpoint finds no socket: the
-    parser's own error is a bare C{IndexError} or C{KeyError}.
+    The exit word from C{--exit-word}: the bytes given on the command line,
+    UTF-8 or not; if none is given, line framing's default, and none for raw
+    framing, which is binary-safe.
     """
-    if description.startswith("systemd:") and isinstance(error, (IndexError, KeyError)):
-        which = str(error) if isinstance(error, KeyError) else "0"
-        for argument in description.split(":")[1:]:
-            if argument.startswith("index="):
-                which = argument[len("index=") :]
-        return f"no socket {which} inherited from systemd (LISTEN_FDS, LISTEN_FDNAMES)"
-    return None
+    if text is None:
+        return DEFAULT_EXIT_WORD if framing == "line" else b""
+    word = os.fsencode(text)
+    problem = exitWordProblem(word)
+    if problem is not None:
+        raise usage.UsageError(f"--exit-word {problem}")
+    if framing == "line" and len(word) > maxLineLength:
+        raise usage.UsageError(
+            "--exit-word is longer than --max-line-length: no line can equal it"
+        )
+    return word
 
 
 def _metricsEndpoint(reactor: object, description: str) -> IStreamServerEndpoint:
@@ -330,10 +385,11 @@ def _metricsEndpoint(reactor: object, description: str) -> IStreamServerEndpoint
             f"--metrics needs {error.name}: pip install 'nbecho[metrics]'"
         ) from None
     try:
-        return serverFromString(reactor, description)
-    except Exception as error:  # noqa: BLE001 - parsers raise anything
+        # Twisted's default backlog: a scraper connects now and then.
+        return listenOn(reactor, description, backlog=None)
+    except EndpointError as error:
         raise usage.UsageError(
-            f"cannot use --metrics endpoint {description!r}: {error}"
+            f"--metrics {_shown(description, 200)}: {error}"
         ) from None
 
 
@@ -342,6 +398,7 @@ def makeService(options: Options) -> IService:
     The echo server on every endpoint, with the metrics, the JSON log and
     the worker processes the options ask for.
     """
+    log.info("nbecho {version} starting up", version=__version__)
     server = buildServer(options["settings"], options["endpoints"])
     server.handleSignals = True
     service: MultiService = server

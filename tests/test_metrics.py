@@ -109,7 +109,7 @@ def test_bad_metrics_endpoint(tmp_path: Path) -> None:
     result = runTwistd(tmp_path, "--metrics", "nonsense:1")
     assert result.returncode != 0
     assert result.stderr.startswith(
-        "twistd nbecho: cannot use --metrics endpoint 'nonsense:1': "
+        "twistd nbecho: --metrics 'nonsense:1': unknown endpoint type 'nonsense'"
     )
     assert len(result.stderr.splitlines()) == 1
 

@@ -96,7 +96,7 @@ def test_without_systemd(tmp_path: Path) -> None:
     result = runTwistd(tmp_path, "--listen", "systemd:domain=INET:index=0")
     assert result.returncode == 1
     assert result.stderr == (
-        "twistd nbecho: cannot use endpoint 'systemd:domain=INET:index=0': "
+        "twistd nbecho: --listen 'systemd:domain=INET:index=0': "
         "no socket 0 inherited from systemd (LISTEN_FDS, LISTEN_FDNAMES) "
         "(see: twistd nbecho --help)\n"
     )

@@ -201,6 +201,17 @@ class FormatAddressTests(SynchronousTestCase):
         scoped = IPv6Address("TCP", "fe80::1%lo", 80)
         self.assertEqual(formatAddress(scoped), "[fe80::1%lo]:80")
 
+    def test_ipv4MappedShowsAsIPv4(self) -> None:
+        """
+        An IPv4 client of a dual-stack socket shows as the IPv4 address it
+        connected from, not as C{[::ffff:127.0.0.1]}.
+        """
+        address = IPv6Address("TCP", "::ffff:127.0.0.1", 5000)
+        self.assertEqual(formatAddress(address), "127.0.0.1:5000")
+        self.assertEqual(
+            formatAddress(IPv6Address("TCP", "::ffff:1", 5)), "[::ffff:1]:5"
+        )
+
     def test_unix(self) -> None:
         """
         A UNIX socket is C{unix:path}; an unnamed client socket C{unix:-}.

@@ -267,6 +267,14 @@ class PeerKeyTests(SynchronousTestCase):
         self.assertEqual(peerKey(tcp("192.0.2.1", 1)), "192.0.2.1")
         self.assertEqual(peerKey(IPv6Address("TCP", "::1", 2)), "::1")
 
+    def test_ipv4MappedCountsAsIPv4(self) -> None:
+        """
+        An IPv4 client of a dual-stack socket counts under its IPv4 address,
+        as it would on an IPv4 socket.
+        """
+        mapped = IPv6Address("TCP", "::FFFF:192.0.2.1", 2)
+        self.assertEqual(peerKey(mapped), "192.0.2.1")
+
     def test_unixPeersHaveNoKey(self) -> None:
         """
         UNIX-socket peers have no host to count them under.

@@ -21,7 +21,7 @@ class RawFramingTests(SynchronousTestCase):
     In raw framing each chunk read is one message, echoed as it came.
     """
 
-    settings = EchoSettings(framing="raw")
+    settings = EchoSettings(framing="raw", exitWord=b"exit")
 
     def test_chunkEchoedAsIs(self) -> None:
         """
@@ -46,8 +46,8 @@ class RawFramingTests(SynchronousTestCase):
 
     def test_exitWord(self) -> None:
         """
-        A chunk that is the exit word, bare or with LF or CRLF, is echoed,
-        then the connection closes.
+        A chunk that is the exit word given for raw framing, bare or with LF
+        or CRLF, is echoed, then the connection closes.
         """
         for chunk in (b"exit", b"exit\n", b"exit\r\n"):
             proto, transport = connect(self.settings)
@@ -68,9 +68,10 @@ class RawFramingTests(SynchronousTestCase):
 
     def test_exitWordOff(self) -> None:
         """
-        With the exit word off, C{exit} is just echoed.
+        Raw framing has no exit word unless one is given: C{exit} is just
+        echoed.
         """
-        proto, transport = connect(EchoSettings(framing="raw", exitWord=b""))
+        proto, transport = connect(EchoSettings(framing="raw"))
         proto.dataReceived(b"exit\n")
         proto.dataReceived(b"")
         self.assertEqual(transport.value(), b"exit\n")
@@ -118,7 +119,7 @@ class BackpressureTests(SynchronousTestCase):
             ("raw", b"data", True),
         ]
         for framing, data, halfClose in ways:
-            proto, transport = connect(EchoSettings(framing=framing))
+            proto, transport = connect(EchoSettings(framing=framing, exitWord=b"exit"))
             transport.pauseProducing()
             proto.dataReceived(data)
             if halfClose:
@@ -202,7 +203,9 @@ class LoggingTests(LogTestCase):
         logs the connection's start and end.
         """
         for framing in ("line", "raw"):
-            proto, transport = connect(EchoSettings(framing=framing, quiet=True))
+            proto, transport = connect(
+                EchoSettings(framing=framing, quiet=True, exitWord=b"exit")
+            )
             proto.dataReceived(b"one\ntwo\n")
             proto.dataReceived(b"exit\n")
             self.assertEqual(transport.value(), b"one\ntwo\nexit\n")

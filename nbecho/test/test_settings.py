@@ -14,7 +14,11 @@ from nbecho.factory import PROTOCOLS
 from nbecho.settings import (
     FRAMINGS,
     LOG_RATE_CEILING,
-    MAX_LINE_LENGTH_CEILING,
+    MAX_COUNT,
+    MAX_EXIT_WORD,
+    MAX_LINE_LENGTH,
+    MAX_SECONDS,
+    MIN_SECONDS,
     EchoSettings,
 )
 
@@ -70,10 +74,10 @@ class EchoSettingsTests(SynchronousTestCase):
 
     def test_maxLineLengthCeiling(self) -> None:
         """
-        A line limit above L{MAX_LINE_LENGTH_CEILING} (1 GiB) is refused;
+        A line limit above L{MAX_LINE_LENGTH} (1 GiB) is refused;
         the ceiling itself is fine.
         """
-        self.assertEqual(MAX_LINE_LENGTH_CEILING, 2**30)
+        self.assertEqual(MAX_LINE_LENGTH, 2**30)
         self.assertRaises(ValueError, EchoSettings, maxLineLength=2**30 + 1)
         self.assertEqual(EchoSettings(maxLineLength=2**30).maxLineLength, 2**30)
 
@@ -99,6 +103,51 @@ class EchoSettingsTests(SynchronousTestCase):
             self.assertRaises(ValueError, EchoSettings, **limits)
             limits[name] = 0
             self.assertEqual(getattr(EchoSettings(**limits), name), 0)
+
+    def test_rawHasNoDefaultExitWord(self) -> None:
+        """
+        Raw framing, binary-safe, has no exit word unless one is given.
+        """
+        self.assertEqual(EchoSettings(framing="raw").exitWord, b"")
+        self.assertEqual(EchoSettings(framing="raw", exitWord=b"bye").exitWord, b"bye")
+
+    def test_exitWordBounds(self) -> None:
+        """
+        An exit word longer than L{MAX_EXIT_WORD} bytes or holding CR or LF
+        could never end a connection and is refused.
+        """
+        for word in (b"x" * (MAX_EXIT_WORD + 1), b"a\nb", b"exit\r"):
+            self.assertRaises(ValueError, EchoSettings, exitWord=word)
+        word = b"x" * MAX_EXIT_WORD
+        self.assertEqual(EchoSettings(exitWord=word).exitWord, word)
+
+    def test_ceilings(self) -> None:
+        """
+        Lengths and counts above their ceilings are refused; the ceilings
+        themselves are fine.
+        """
+        for name, ceiling in (
+            ("maxLineLength", MAX_LINE_LENGTH),
+            ("maxConnections", MAX_COUNT),
+            ("maxPerPeer", MAX_COUNT),
+        ):
+            tooMany: dict[str, Any] = {name: ceiling + 1}
+            self.assertRaises(ValueError, EchoSettings, **tooMany)
+            atCeiling: dict[str, Any] = {name: ceiling}
+            self.assertEqual(getattr(EchoSettings(**atCeiling), name), ceiling)
+
+    def test_timeoutBounds(self) -> None:
+        """
+        A timeout is 0 or from L{MIN_SECONDS} to L{MAX_SECONDS}: a nanosecond
+        or a year is refused.
+        """
+        for name in ("idleTimeout", "shutdownGrace"):
+            for bad in (1e-9, MIN_SECONDS / 2, MAX_SECONDS + 1, float("inf")):
+                badSettings: dict[str, Any] = {name: bad}
+                self.assertRaises(ValueError, EchoSettings, **badSettings)
+            for good in (0.0, MIN_SECONDS, MAX_SECONDS):
+                goodSettings: dict[str, Any] = {name: good}
+                self.assertEqual(getattr(EchoSettings(**goodSettings), name), good)
 
     def test_frozen(self) -> None:
         """

@@ -86,7 +86,9 @@ class FramingMachine(RuleBasedStateMachine):
 
     @initialize(framing=st.sampled_from(["line", "raw"]), quiet=st.booleans())
     def connect(self, framing: str, quiet: bool) -> None:
-        self.harness = Harness(framing=framing, quiet=quiet, maxLineLength=LIMIT)
+        self.harness = Harness(
+            framing=framing, quiet=quiet, maxLineLength=LIMIT, exitWord=EXIT
+        )
         self.protocol, self.transport = self.harness.connect()
         self.model = Model(framing)
 

@@ -12,12 +12,14 @@ from twisted.application.service import IServiceMaker, MultiService
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import (
     TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
     UNIXServerEndpoint,
 )
 from twisted.plugin import getPlugins
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from nbecho.deploy import endpoints
 from nbecho.deploy.workers import WorkerPool
 from nbecho.factory import EchoFactory
 from nbecho.listening import ListenFailed, ListeningService
@@ -72,9 +74,10 @@ class OptionErrorTests(SynchronousTestCase):
         A port that is not a number is refused with the allowed range.
         """
         self.assertUsageError(
-            ["--port", "http"], "--port takes a number from 0 to 65535", "'http'"
+            ["--port", "http"], "--port takes a whole number from 0 to 65535", "'http'"
         )
         self.assertUsageError(["-p", "1.5"], "--port", "'1.5'")
+        self.assertUsageError(["-p", "\u0660"], "--port", "'\u0660'")
 
     def test_portOutOfRange(self) -> None:
         """
@@ -82,8 +85,9 @@ class OptionErrorTests(SynchronousTestCase):
         """
         self.assertUsageError(["--port", "65536"], "from 0 to 65535", "'65536'")
         self.assertUsageError(["--port=-1"], "from 0 to 65535", "'-1'")
-        self.assertEqual(parse("--port", "0")["listen"], ["tcp:0"])
-        self.assertEqual(parse("--port", "65535")["listen"], ["tcp:65535"])
+        for port in ("0", "65535"):
+            [(name, _)] = parse("--port", port, "-i", "127.0.0.1")["endpoints"]
+            self.assertEqual(name, f"tcp:{port}:interface=127.0.0.1")
 
     def test_unknownFraming(self) -> None:
         """
@@ -97,15 +101,68 @@ class OptionErrorTests(SynchronousTestCase):
         """
         A line limit that is not a plain number from 1 to 1 GiB is refused.
         """
-        for value in ("0", "-5", "lots", "1e3", "1_000", "\u0663", "1073741825"):
+        for value in ("0", "-5", "lots", "1e3", "1_000", "\u0663", str(2**30 + 1)):
             self.assertUsageError(
                 ["--max-line-length", value],
-                "--max-line-length takes a number from 1 to 1073741824",
+                "--max-line-length takes a whole number from 1 to 1073741824",
                 repr(value),
             )
-        options = Options()
-        options.parseOptions(["--max-line-length", "1073741824"])
-        self.assertEqual(options["settings"].maxLineLength, 2**30)
+        self.assertEqual(
+            parse("--max-line-length", str(2**30))["settings"].maxLineLength, 2**30
+        )
+
+    def test_badCounts(self) -> None:
+        """
+        Connection limits take plain numbers from 0 to 1,000,000; a huge value
+        is shown cut to one short line.
+        """
+        for option in ("--max-connections", "--max-per-peer"):
+            for value in ("-1", "1_000", "1000001", "\u0663", "+5", " 5"):
+                self.assertUsageError(
+                    [option, value],
+                    f"{option} takes a whole number from 0 to 1000000",
+                    repr(value),
+                )
+            huge = "1" * 5000
+            error = self.assertRaises(SystemExit, parse, option, huge)
+            self.assertLess(len(str(error.code)), 200)
+
+    def test_badTimeouts(self) -> None:
+        """
+        Timeouts are 0 or plain decimal seconds from 0.1 to 86400; 0, 0.1 and
+        86400 themselves are fine.
+        """
+        for option in ("--idle-timeout", "--shutdown-grace"):
+            for value in ("1e-9", "0.05", "86400.5", "-1", "1_0", "\u0661", "inf",
+                          "nan", "1e3", ""):  # fmt: skip
+                self.assertUsageError(
+                    [option, value],
+                    f"{option} takes 0 or a number of seconds from 0.1 to 86400",
+                    repr(value),
+                )
+        for value, seconds in (("0", 0.0), ("0.1", 0.1), (".5", 0.5), ("86400", 86400)):
+            settings = parse("--idle-timeout", value, "--shutdown-grace", value)[
+                "settings"
+            ]
+            self.assertEqual(
+                (settings.idleTimeout, settings.shutdownGrace), (seconds,) * 2
+            )
+
+    def test_badExitWord(self) -> None:
+        """
+        An exit word longer than 1024 bytes, with a line break, or longer than
+        the longest line is refused.
+        """
+        for word in ("a\nb", "a\rb", "exit\n"):
+            self.assertUsageError(["--exit-word", word], "--exit-word", "line break")
+        self.assertUsageError(["--exit-word", "x" * 1025], "at most 1024 bytes")
+        self.assertUsageError(["--exit-word", "\u00e9" * 513], "not 1026")
+        self.assertUsageError(
+            ["--exit-word", "long", "--max-line-length", "3"], "--max-line-length"
+        )
+        self.assertEqual(
+            parse("--exit-word", "x" * 1024)["settings"].exitWord, b"x" * 1024
+        )
 
     def test_badLogRate(self) -> None:
         """
@@ -115,7 +172,7 @@ class OptionErrorTests(SynchronousTestCase):
             for value in ("-1", "1.5", "1_000", "\u0663", "1000000001", ""):
                 self.assertUsageError(
                     [option, value],
-                    f"{option} takes a number from 0 to 1000000000",
+                    f"{option} takes a whole number from 0 to 1000000000",
                     repr(value),
                 )
 
@@ -135,15 +192,38 @@ class OptionErrorTests(SynchronousTestCase):
 
     def test_unparsableEndpoint(self) -> None:
         """
-        An endpoint string Twisted cannot parse is refused, quoted.
+        An endpoint string Twisted cannot parse is refused, quoted, naming
+        C{--listen} and what is wrong in words.
         """
         self.assertUsageError(
-            ["--listen", "bogus:1"], "cannot use endpoint 'bogus:1'", "bogus"
+            ["--listen", "bogus:1"], "--listen 'bogus:1'", "unknown endpoint type"
         )
         self.assertUsageError(["--listen", "tcp:port=x"], "'tcp:port=x'")
         self.assertUsageError(
-            ["--listen", "tcp:0", "--listen", "nope:"], "cannot use endpoint 'nope:'"
+            ["--listen", "tcp:0", "--listen", "nope:"], "--listen 'nope:'"
         )
+        self.assertUsageError(
+            ["--listen", "tcp:notaport"],
+            "--listen 'tcp:notaport'",
+            "port must be a number",
+        )
+
+    def test_tlsRefusedIsNotUsage(self) -> None:
+        """
+        A TLS file OpenSSL cannot read ends twistd with one line, without
+        pointing to C{--help}: the option was right, the file is not.
+        """
+        path = self.mktemp()
+        with open(path, "w") as pem:
+            pem.write("not a certificate\n")
+        error = self.assertRaises(
+            SystemExit, parse, "--listen", f"ssl:0:privateKey={path}"
+        )
+        message = str(error.code)
+        self.assertIn("not a PEM certificate", message)
+        self.assertTrue(message.startswith("twistd nbecho: --listen 'ssl:0:"), message)
+        self.assertNotIn("--help", message)
+        self.assertNotIn("\n", message)
 
     def test_unknownOption(self) -> None:
         """
@@ -183,15 +263,42 @@ class OptionTests(SynchronousTestCase):
 
     def test_defaults(self) -> None:
         """
-        Without options nbecho listens on TCP port 9999 on every interface
-        with the default settings, as the seed did.
+        Without options nbecho listens on TCP port 9999 on every interface,
+        IPv4 and IPv6 on one dual-stack socket, with the default settings and
+        a backlog for bursts.
         """
+        self.patch(endpoints, "probeIPv6", lambda: True)
         options = parse()
-        self.assertEqual(options["listen"], ["tcp:9999"])
+        self.assertEqual(options["listen"], ["tcp6:9999"])
         self.assertEqual(options["settings"], EchoSettings())
         [(description, endpoint)] = options["endpoints"]
-        self.assertEqual(description, "tcp:9999")
+        self.assertEqual(description, "tcp6:9999, IPv4 and IPv6")
+        assert isinstance(endpoint, TCP6ServerEndpoint)
+        self.assertEqual(endpoint._interface, "::")
+        self.assertEqual(endpoint._backlog, options["backlog"])
+        self.assertGreaterEqual(options["backlog"], 1024)
+
+    def test_defaultWithoutIPv6(self) -> None:
+        """
+        On a machine without IPv6 the default listener is IPv4 only, and its
+        name says so.
+        """
+        self.patch(endpoints, "probeIPv6", lambda: None)
+        [(description, endpoint)] = parse("-p", "0")["endpoints"]
+        self.assertIn("IPv4 only", description)
         self.assertIsInstance(endpoint, TCP4ServerEndpoint)
+
+    def test_rawHasNoDefaultExitWord(self) -> None:
+        """
+        Raw framing has no exit word unless one is given; line framing's is
+        C{exit}.
+        """
+        self.assertEqual(parse("--framing", "raw")["settings"].exitWord, b"")
+        self.assertEqual(
+            parse("--framing", "raw", "--exit-word", "exit")["settings"].exitWord,
+            b"exit",
+        )
+        self.assertEqual(parse("--framing", "line")["settings"].exitWord, b"exit")
 
     def test_interfaceQuoted(self) -> None:
         """
@@ -199,9 +306,11 @@ class OptionTests(SynchronousTestCase):
         string.
         """
         options = parse("--port", "8000", "--interface", "::1")
-        self.assertEqual(options["listen"], ["tcp:8000:interface=\\:\\:1"])
+        [(name, _)] = options["endpoints"]
+        self.assertEqual(name, "tcp:8000:interface=\\:\\:1")
         options = parse("-i", "127.0.0.1")
-        self.assertEqual(options["listen"], ["tcp:9999:interface=127.0.0.1"])
+        [(name, _)] = options["endpoints"]
+        self.assertEqual(name, "tcp:9999:interface=127.0.0.1")
 
     def test_listenRepeatable(self) -> None:
         """
@@ -292,6 +401,24 @@ class OptionTests(SynchronousTestCase):
             "--proxy-timeout",
         ):
             self.assertIn(option, text)
+
+    def test_version(self) -> None:
+        """
+        C{twistd nbecho --version} names nbecho's version, then Twisted's.
+        """
+        import io
+        from contextlib import redirect_stdout
+
+        import twisted
+        from nbecho import __version__
+
+        output = io.StringIO()
+        with redirect_stdout(output):
+            error = self.assertRaises(SystemExit, parse, "--version")
+        self.assertEqual(error.code, 0)
+        self.assertEqual(
+            output.getvalue(), f"nbecho {__version__} (Twisted {twisted.__version__})\n"
+        )
 
     def test_plugin(self) -> None:
         """
