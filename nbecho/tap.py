@@ -4,8 +4,6 @@ The C{twistd nbecho} command line: options in, a running service out.
 
 from __future__ import annotations
 
-import os
-import re
 import sys
 from collections.abc import Sequence
 
@@ -15,6 +13,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from nbecho import __version__
+from nbecho._values import exitWord, number, seconds, shown
 from nbecho.deploy.endpoints import (
     EndpointError,
     TLSRefusedError,
@@ -40,60 +39,15 @@ from nbecho.logs.jsonlog import (
 from nbecho.logs.textlog import logDestination, useFastTextLog
 from nbecho.service import buildServer
 from nbecho.settings import (
-    DEFAULT_EXIT_WORD,
     FRAMINGS,
     LOG_RATE_CEILING,
-    MAX_COUNT,
     MAX_LINE_LENGTH,
-    MAX_SECONDS,
-    MIN_SECONDS,
     EchoSettings,
-    exitWordProblem,
 )
 
 log = Logger(namespace="nbecho")
 
 DEFAULT_PORT = 9999
-
-#: Plain ASCII decimal numbers: no signs, exponents, underscores or digits
-#: of other scripts, which Python's own int() and float() would take.
-_WHOLE = re.compile(r"[0-9]{1,20}\Z")
-_DECIMAL = re.compile(r"(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})\Z")
-
-
-def _shown(text: str, limit: int = 40) -> str:
-    """
-    C{text} quoted for a one-line message, cut if longer than C{limit}.
-    """
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
-def _number(option: str, text: str, low: int, high: int = MAX_COUNT) -> int:
-    """
-    C{text} as a whole number from C{low} to C{high}, or a usage error: the
-    ceiling keeps values that could never work (C{10**30} connections) out.
-    """
-    value = int(text) if _WHOLE.match(text) else None
-    if value is None or not low <= value <= high:
-        raise usage.UsageError(
-            f"--{option} takes a whole number from {low} to {high}, not {_shown(text)}"
-        )
-    return value
-
-
-def _seconds(option: str, text: str) -> float:
-    """
-    C{text} as a timeout: 0 (off) or L{MIN_SECONDS} to L{MAX_SECONDS}; a
-    nanosecond would close every connection before it could be used.
-    """
-    value = float(text) if _DECIMAL.match(text) else -1.0
-    if not (value == 0 or MIN_SECONDS <= value <= MAX_SECONDS):
-        raise usage.UsageError(
-            f"--{option} takes 0 or a number of seconds from {MIN_SECONDS:g} to "
-            f"{MAX_SECONDS:g}, not {_shown(text)}"
-        )
-    return value
-
 
 #: The limits' options (L{nbecho.factory}, L{nbecho.connection},
 #: L{nbecho.service}), in one block.
@@ -277,29 +231,29 @@ class Options(usage.Options):
             ) from None
 
     def postOptions(self) -> None:
-        port = _number("port", self["port"], 0, 65535)
+        port = number("port", self["port"], 0, 65535)
         if self["framing"] not in FRAMINGS:
             raise usage.UsageError(
                 f"--framing takes one of {', '.join(sorted(FRAMINGS))}, "
                 f"not {self['framing']!r}"
             )
-        maxLineLength = _number(
+        maxLineLength = number(
             "max-line-length", self["max-line-length"], 1, MAX_LINE_LENGTH
         )
         self["settings"] = EchoSettings(
             framing=self["framing"],
-            exitWord=_exitWord(self["exit-word"], self["framing"], maxLineLength),
+            exitWord=exitWord(self["exit-word"], self["framing"], maxLineLength),
             quiet=bool(self["quiet"]),
             maxLineLength=maxLineLength,
-            idleTimeout=_seconds("idle-timeout", self["idle-timeout"]),
-            maxConnections=_number("max-connections", self["max-connections"], 0),
-            maxPerPeer=_number("max-per-peer", self["max-per-peer"], 0),
-            shutdownGrace=_seconds("shutdown-grace", self["shutdown-grace"]),
-            logRate=_number("log-rate", self["log-rate"], 0, LOG_RATE_CEILING),
-            logRateTotal=_number(
+            idleTimeout=seconds("idle-timeout", self["idle-timeout"]),
+            maxConnections=number("max-connections", self["max-connections"], 0),
+            maxPerPeer=number("max-per-peer", self["max-per-peer"], 0),
+            shutdownGrace=seconds("shutdown-grace", self["shutdown-grace"]),
+            logRate=number("log-rate", self["log-rate"], 0, LOG_RATE_CEILING),
+            logRateTotal=number(
                 "log-rate-total", self["log-rate-total"], 0, LOG_RATE_CEILING
             ),
-            proxyTimeout=_seconds("proxy-timeout", self["proxy-timeout"]),
+            proxyTimeout=seconds("proxy-timeout", self["proxy-timeout"]),
         )
         useFastTextLog(self)
         self["udp"] = _udpListeners(self)
@@ -320,7 +274,7 @@ class Options(usage.Options):
         for option, name, description in listeners:
             if isUDP(description):
                 continue
-            where = f"{option} {_shown(description, 200)}"
+            where = f"{option} {shown(description, 200)}"
             try:
                 endpoint = listenOn(reactor, description, self["backlog"])
             except TLSRefusedError as error:
@@ -345,8 +299,8 @@ def _udpListeners(options: Options) -> list[str]:
     their own, so C{--workers} refuses them.
     """
     options["udpLimits"] = UDPLimits(
-        perSource=_number("udp-rate", options["udp-rate"], 0),
-        total=_number("udp-rate-total", options["udp-rate-total"], 0),
+        perSource=number("udp-rate", options["udp-rate"], 0),
+        total=number("udp-rate-total", options["udp-rate-total"], 0),
     )
     found = [description for description in options["listen"] if isUDP(description)]
     for description in found:
@@ -356,25 +310,6 @@ def _udpListeners(options: Options) -> list[str]:
             f"--workers cannot share {found[0]!r}: serve UDP with one process"
         )
     return found
-
-
-def _exitWord(text: str | None, framing: str, maxLineLength: int) -> bytes:
-    """
-    The exit word from C{--exit-word}: the bytes given on the command line,
-    UTF-8 or not; if none is given, line framing's default, and none for raw
-    framing, which is binary-safe.
-    """
-    if text is None:
-        return DEFAULT_EXIT_WORD if framing == "line" else b""
-    word = os.fsencode(text)
-    problem = exitWordProblem(word)
-    if problem is not None:
-        raise usage.UsageError(f"--exit-word {problem}")
-    if framing == "line" and len(word) > maxLineLength:
-        raise usage.UsageError(
-            "--exit-word is longer than --max-line-length: no line can equal it"
-        )
-    return word
 
 
 def _metricsEndpoint(reactor: object, description: str) -> IStreamServerEndpoint:
@@ -389,7 +324,7 @@ def _metricsEndpoint(reactor: object, description: str) -> IStreamServerEndpoint
         return listenOn(reactor, description, backlog=None)
     except EndpointError as error:
         raise usage.UsageError(
-            f"--metrics {_shown(description, 200)}: {error}"
+            f"--metrics {shown(description, 200)}: {error}"
         ) from None
 
 

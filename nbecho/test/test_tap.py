@@ -19,6 +19,7 @@ from twisted.plugin import getPlugins
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from nbecho import __version__
 from nbecho.deploy import endpoints
 from nbecho.deploy.workers import WorkerPool
 from nbecho.factory import EchoFactory
@@ -245,13 +246,13 @@ class OptionErrorTests(SynchronousTestCase):
         for value in ("-1", "soon", "nan"):
             self.assertUsageError(
                 ["--proxy-timeout", value],
-                "--proxy-timeout takes a number of seconds",
+                "--proxy-timeout takes 0 or a number of seconds",
                 repr(value),
             )
         for value in ("0.05", "1e-9"):
             self.assertUsageError(
                 ["--proxy-timeout", value],
-                "--proxy-timeout takes 0 or at least 0.1 seconds",
+                "--proxy-timeout takes 0 or a number of seconds from 0.1",
                 repr(value),
             )
 
@@ -537,7 +538,8 @@ class MakeServiceTests(TestCase):
             host = port.getHost()
             assert isinstance(host, IPv4Address)
             socket.create_connection(("127.0.0.1", host.port), 10).close()
-        self.assertEqual(logLines(events), [])
+        # Only the version line: Ready? waits until the service starts.
+        self.assertEqual(logLines(events), [f"nbecho {__version__} starting up"])
 
     def test_listenFailsInMakeService(self) -> None:
         """
