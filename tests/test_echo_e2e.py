@@ -130,10 +130,11 @@ def test_terminalShowsThePrompt(server: RunningServer) -> None:
 
 def test_terminalEndOfInput(server: RunningServer) -> None:
     """
-    Ctrl-D on a terminal ends the session like the end of a pipe: status 0.
+    Ctrl-D on a terminal ends the session like the end of a pipe: status 0,
+    and the output ends on a new line for the shell's next prompt.
     """
     status, output = _runInTerminal(server.port, [b"typed\n", b"\x04"])
-    assert output == PROMPT + b"typed\r\n" + PROMPT
+    assert output == PROMPT + b"typed\r\n" + PROMPT + b"\r\n"
     assert status == 0
     server.waitForLog(r"close .*\(client finished sending\): 1 messages")
 

@@ -270,7 +270,7 @@ def test_stopLine(nbechoServer: ServerFactory, client: socket.socket) -> None:
     [
         (("--listen", LOOPBACK, "--workers", "2"), "--workers cannot share"),
         (("--listen", "udp:0:interface=localhost"), "must be an IP address"),
-        (("--listen", LOOPBACK, "--udp-rate", "-5"), "--udp-rate takes a number"),
+        (("--listen", LOOPBACK, "--udp-rate", "-5"), "--udp-rate takes a whole number"),
     ],
 )
 def test_usageErrors(tmp_path: Path, args: tuple[str, ...], expected: str) -> None:
