@@ -17,14 +17,53 @@ It sends directly only when Twisted's buffer is empty and the connection is
 open for writing, so byte order, backpressure (a partial send hands the rest
 to C{transport.write}, which pauses a producer over the high-water mark),
 C{loseConnection} flushing and half-close all stay Twisted's.
+
+A Twisted that sends at once itself (Twisted ticket 5303; the patch in
+C{contrib/twisted-patches/}) needs none of this: L{twistedWritesAtOnce}
+finds that out once, from how C{FileDescriptor.write} behaves, and
+L{fastWriter} then returns the transport's public C{write}.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, Callable
 
 #: FileDescriptor attributes the fast path reads; all must exist.
 _REQUIRED = ("dataBuffer", "_tempDataLen", "connected", "disconnecting")
+
+
+@cache
+def twistedWritesAtOnce() -> bool:
+    """
+    Whether this Twisted's C{FileDescriptor.write} hands data to
+    C{writeSomeData} at once when nothing is buffered.
+
+    The probe is a descriptor that writes to memory, with no socket and no
+    reactor: it uses only what a C{FileDescriptor} subclass overrides.
+    """
+    from twisted.internet.abstract import FileDescriptor
+
+    written: list[bytes] = []
+
+    class Probe(FileDescriptor):
+        connected = 1
+
+        def startWriting(self) -> None:
+            """
+            Buffered data stays where it is: the probe has no reactor.
+            """
+
+        def writeSomeData(self, data: bytes) -> int:
+            written.append(bytes(data))
+            return len(data)
+
+    try:
+        Probe(reactor=object()).write(b"probe")  # type: ignore[arg-type]
+    except (AttributeError, TypeError, NotImplementedError):  # pragma: no cover
+        # A FileDescriptor that changed: the fast path decides per transport.
+        return False
+    return written == [b"probe"]
 
 
 def _directSocket(transport: object) -> Any:
@@ -57,11 +96,14 @@ def fastWriter(transport: Any) -> Callable[[bytes], None]:
     sending at once when Twisted has nothing buffered for it.
 
     A transport this module does not know (TLS, UNIX stdio, a test
-    transport, a Twisted whose buffers have changed) gets its own public
-    C{write} back, and so does a wrapper such as the PROXY protocol's;
+    transport, a Twisted whose buffers have changed, a Twisted that sends at
+    once itself) gets its own public C{write} back, and so does a wrapper such
+    as the PROXY protocol's;
     whenever the fast path cannot send, the bytes go to the public C{write}.
     """
     write = transport.write
+    if twistedWritesAtOnce():
+        return write
     sock = _directSocket(transport)
     if sock is None:
         return write

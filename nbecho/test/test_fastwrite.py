@@ -30,6 +30,10 @@ class FastWriterTCPTests(TestCase):
     of C{transport.write} still holds.
     """
 
+    def setUp(self) -> None:
+        # The fast path itself, even on a Twisted that sends at once.
+        self.patch(_fastwrite, "twistedWritesAtOnce", lambda: False)
+
     async def connect(self) -> tuple[Any, Collector]:
         return await loopbackPair(self, reactor)
 
@@ -134,6 +138,35 @@ class FastWriterTCPTests(TestCase):
         transport.TLS = True
         write(b"secret\n")
         self.assertEqual(calls, [b"secret\n"])
+
+
+class TwistedWritesAtOnceTests(TestCase):
+    """
+    On a Twisted whose own C{write} sends at once, the fast path steps aside.
+    """
+
+    async def test_probeMatchesTwisted(self) -> None:
+        """
+        The probe says that Twisted sends at once exactly when a public
+        C{write} on a real TCP transport with nothing buffered leaves nothing
+        buffered and no writability watch behind.
+        """
+        transport, client = await loopbackPair(self, reactor)
+        transport.write(b"public\n")
+        sentAtOnce = not transport._tempDataLen and transport not in (
+            IReactorFDSet(reactor).getWriters()
+        )
+        self.assertEqual(_fastwrite.twistedWritesAtOnce(), sentAtOnce)
+        await client.waitFor(7)
+        self.assertEqual(bytes(client.received), b"public\n")
+
+    async def test_publicWrite(self) -> None:
+        """
+        When Twisted sends at once, a TCP transport gets its public C{write}.
+        """
+        self.patch(_fastwrite, "twistedWritesAtOnce", lambda: True)
+        transport, _client = await loopbackPair(self, reactor)
+        self.assertEqual(fastWriter(transport), transport.write)
 
 
 class FallbackTests(TestCase):
