@@ -74,14 +74,11 @@ class StatsCollector:
             "Client connections accepted since the server started.",
             value=stats.connectionsTotal,
         )
-        refusals = CounterMetricFamily(
+        yield _byReason(
             "nbecho_refusals",
             "Connections refused by a limit, by the limit's option name.",
-            labels=["reason"],
+            stats.refused,
         )
-        for reason, count in sorted(stats.refused.items()):
-            refusals.add_metric([reason], count)
-        yield refusals
         yield CounterMetricFamily(
             "nbecho_messages", "Messages received (and echoed).", value=stats.messages
         )
@@ -96,14 +93,21 @@ class StatsCollector:
             "UDP datagrams echoed (counted in nbecho_messages_total too).",
             value=stats.udpDatagrams,
         )
-        dropped = CounterMetricFamily(
+        yield _byReason(
             "nbecho_udp_dropped",
             "UDP datagrams left unanswered, by reason.",
-            labels=["reason"],
+            stats.udpDropped,
         )
-        for reason, count in sorted(stats.udpDropped.items()):
-            dropped.add_metric([reason], count)
-        yield dropped
+
+
+def _byReason(name: str, documentation: str, counts: dict[str, int]) -> Metric:
+    """
+    A counter with one sample per reason, in a stable order.
+    """
+    family = CounterMetricFamily(name, documentation, labels=["reason"])
+    for reason, count in sorted(counts.items()):
+        family.add_metric([reason], count)
+    return family
 
 
 def _measuring(
