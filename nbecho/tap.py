@@ -21,7 +21,16 @@ from nbecho.deploy.endpoints import (
     listenBacklog,
     listenOn,
 )
-from nbecho.deploy.udp import (
+from nbecho.deploy.workers import addWorkers, checkWorkers, shareLimits
+from nbecho.logs.jsonlog import (
+    LOG_FORMATS,
+    JSONLinesObserver,
+    JSONLoggingService,
+)
+from nbecho.logs.textlog import logDestination, useFastTextLog
+from nbecho.server.listening import listenBeforeStart
+from nbecho.server.service import buildServer
+from nbecho.server.udp import (
     DEFAULT_RATE,
     DEFAULT_RATE_TOTAL,
     UDPLimits,
@@ -29,15 +38,6 @@ from nbecho.deploy.udp import (
     isUDP,
     parseUDP,
 )
-from nbecho.deploy.workers import addWorkers, checkWorkers, shareLimits
-from nbecho.listening import listenBeforeStart
-from nbecho.logs.jsonlog import (
-    LOG_FORMATS,
-    JSONLinesObserver,
-    JSONLoggingService,
-)
-from nbecho.logs.textlog import logDestination, useFastTextLog
-from nbecho.service import buildServer
 from nbecho.settings import (
     FRAMINGS,
     LOG_RATE_CEILING,
@@ -49,8 +49,8 @@ log = Logger(namespace="nbecho")
 
 DEFAULT_PORT = 9999
 
-#: The limits' options (L{nbecho.factory}, L{nbecho.connection},
-#: L{nbecho.service}), in one block.
+#: The limits' options (L{nbecho.server.factory}, L{nbecho.server.connection},
+#: L{nbecho.server.service}), in one block.
 _LIMIT_PARAMETERS = [
     [
         "idle-timeout",

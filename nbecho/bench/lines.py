@@ -37,7 +37,7 @@ from twisted.internet.testing import StringTransport
 
 from nbecho.bench.running import RunningServer
 from nbecho.bench.specs import ServerSpec, _baseline, _nbecho
-from nbecho.factory import EchoFactory
+from nbecho.server.factory import EchoFactory
 from nbecho.settings import EchoSettings
 
 MiB = 1 << 20

@@ -38,12 +38,12 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from nbecho import __version__
-from nbecho._address import formatAddress
-from nbecho.deploy.udp import UDPEchoService
 from nbecho.deploy.workers import WorkerPool
-from nbecho.listening import ListeningService
-from nbecho.protocol import EchoProtocol
-from nbecho.service import ServerService
+from nbecho.server._address import formatAddress
+from nbecho.server.listening import ListeningService
+from nbecho.server.protocol import EchoProtocol
+from nbecho.server.service import ServerService
+from nbecho.server.udp import UDPEchoService
 from nbecho.settings import EchoSettings
 from nbecho.stats import EchoStats
 

@@ -43,11 +43,11 @@ from twisted.protocols.policies import ProtocolWrapper, TimeoutMixin, WrappingFa
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
-from nbecho._address import formatAddress
 from nbecho.deploy.proxyheader import Header, HeaderError, HeaderReader
-from nbecho.factory import EchoFactory, Refusal
 from nbecho.interfaces import IEchoConnection
 from nbecho.logs.escape import escapeMessage
+from nbecho.server._address import formatAddress
+from nbecho.server.factory import EchoFactory, Refusal
 from nbecho.stats import EchoStats
 
 log = Logger(namespace="nbecho")

@@ -23,7 +23,7 @@ from twisted.internet.endpoints import AdoptedStreamServerEndpoint
 from twisted.logger import globalLogBeginner, jsonFileLogObserver
 from twisted.python.failure import Failure
 
-from nbecho.service import ServerService, buildServer
+from nbecho.server.service import ServerService, buildServer
 from nbecho.settings import EchoSettings
 
 #: The worker's file descriptor for its log pipe; listening sockets follow.

@@ -34,8 +34,8 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from nbecho.deploy.worker import LOG_FD, STATS_KEY, STATS_REQUEST, settingsToJSON
-from nbecho.listening import ListeningService
-from nbecho.service import ServerService
+from nbecho.server.listening import ListeningService
+from nbecho.server.service import ServerService
 from nbecho.settings import EchoSettings
 from nbecho.stats import EchoStats
 

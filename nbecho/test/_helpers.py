@@ -28,9 +28,9 @@ from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho.connection import Connection
-from nbecho.factory import EchoFactory
-from nbecho.protocol import EchoProtocol
+from nbecho.server.connection import Connection
+from nbecho.server.factory import EchoFactory
+from nbecho.server.protocol import EchoProtocol
 from nbecho.settings import EchoSettings
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40000)
@@ -88,7 +88,7 @@ class HalfCloseTransport(RecordingTransport):
 
 class FakeTime:
     """
-    Stands in for the C{time} module inside L{nbecho.protocol}, so that a
+    Stands in for the C{time} module inside L{nbecho.server.protocol}, so that a
     L{Clock} decides how long a connection lasted.
     """
 

@@ -1,5 +1,5 @@
 """
-Tests for L{nbecho.client}: the console relaying stdin to the server and
+Tests for L{nbecho.client.cli}: the console relaying stdin to the server and
 echoes to stdout, with in-memory transports for the socket and for stdio.
 """
 
@@ -22,7 +22,14 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from nbecho import __version__
-from nbecho._console import (
+from nbecho.client.cli import (
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    Options,
+    main,
+    session,
+)
+from nbecho.client.stream import (
     PROMPT,
     Console,
     EchoClient,
@@ -30,13 +37,6 @@ from nbecho._console import (
     SessionLostError,
     StdioModes,
     prompt,
-)
-from nbecho.client import (
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
-    Options,
-    main,
-    session,
 )
 from nbecho.test._helpers import HalfCloseTransport
 

@@ -1,5 +1,5 @@
 """
-Tests for L{nbecho.connection}: the idle timeout, the lingering close, and
+Tests for L{nbecho.server.connection}: the idle timeout, the lingering close, and
 cutting a connection, for echo connections and refusals alike.
 """
 
@@ -10,9 +10,9 @@ from typing import Any, cast
 from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho.connection import Connection
-from nbecho.factory import Refusal
 from nbecho.interfaces import IEchoConnection
+from nbecho.server.connection import Connection
+from nbecho.server.factory import Refusal
 from nbecho.test._helpers import (
     Harness,
     RecordingTransport,

@@ -1,5 +1,5 @@
 """
-Tests for L{nbecho._errors}: why an endpoint cannot be used, in words.
+Tests for L{nbecho.server._errors}: why an endpoint cannot be used, in words.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from twisted.internet.error import CannotListenError
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho._errors import inWords
+from nbecho.server._errors import inWords
 
 
 class InWordsTests(SynchronousTestCase):

@@ -1,5 +1,5 @@
 """
-Tests for L{nbecho.logs.escape} and L{nbecho._address}: what a client controls
+Tests for L{nbecho.logs.escape} and L{nbecho.server._address}: what a client controls
 reaches the operator's terminal only as printable, unambiguous text.
 """
 
@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho._address import formatAddress
 from nbecho.logs.escape import LOG_LIMIT, escapeMessage
+from nbecho.server._address import formatAddress
 
 _ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})|([^\\])", re.S)
 

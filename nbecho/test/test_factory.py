@@ -1,5 +1,5 @@
 """
-Tests for L{nbecho.factory}: the protocol of each framing, admission by the
+Tests for L{nbecho.server.factory}: the protocol of each framing, admission by the
 connection limits, the registry of open connections, and the totals.
 """
 
@@ -11,7 +11,7 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho.factory import (
+from nbecho.server.factory import (
     MAX_CONNECTIONS,
     MAX_PER_PEER,
     PROTOCOLS,
@@ -20,8 +20,8 @@ from nbecho.factory import (
     Refusal,
     peerKey,
 )
-from nbecho.lines import LineEchoProtocol
-from nbecho.protocol import EchoProtocol
+from nbecho.server.lines import LineEchoProtocol
+from nbecho.server.protocol import EchoProtocol
 from nbecho.settings import EchoSettings
 from nbecho.test._helpers import (
     Harness,

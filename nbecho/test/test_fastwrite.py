@@ -1,5 +1,5 @@
 """
-Tests for L{nbecho._fastwrite}: the direct send on Twisted's TCP transport,
+Tests for L{nbecho.server._fastwrite}: the direct send on Twisted's TCP transport,
 and the fallback to the public C{write} everywhere else.
 """
 
@@ -17,8 +17,8 @@ from twisted.internet.testing import StringTransport
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.trial.unittest import TestCase
 
-from nbecho import _fastwrite
-from nbecho._fastwrite import fastWriter
+from nbecho.server import _fastwrite
+from nbecho.server._fastwrite import fastWriter
 from nbecho.test._helpers import Collector, loopbackPair
 
 reactor: Any = _reactor

@@ -1,5 +1,5 @@
 """
-Tests for L{nbecho.lines}: line framing wherever the chunk boundaries fall,
+Tests for L{nbecho.server.lines}: line framing wherever the chunk boundaries fall,
 the exit word as a line, and the line length limit.
 """
 
@@ -13,7 +13,7 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho.lines import LineEchoProtocol
+from nbecho.server.lines import LineEchoProtocol
 from nbecho.settings import EchoSettings
 from nbecho.test._helpers import captureLogs, connect, disconnect, logLines
 

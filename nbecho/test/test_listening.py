@@ -1,5 +1,5 @@
 """
-Tests for L{nbecho.listening}: listening on one endpoint as a service, with
+Tests for L{nbecho.server.listening}: listening on one endpoint as a service, with
 its C{Ready?} line, and failing to listen in one line.
 """
 
@@ -27,8 +27,8 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from nbecho.factory import EchoFactory
-from nbecho.listening import ListenFailed, ListeningService, listenBeforeStart
+from nbecho.server.factory import EchoFactory
+from nbecho.server.listening import ListenFailed, ListeningService, listenBeforeStart
 from nbecho.tap import Options
 from nbecho.test._helpers import captureLogs, logLines
 

@@ -18,10 +18,10 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from nbecho import __version__
 from nbecho.deploy.metrics import StatsCollector, instrument
-from nbecho.lines import LineEchoProtocol
 from nbecho.logs.batch import messageEvents
-from nbecho.protocol import EchoProtocol
-from nbecho.service import ServerService, buildServer
+from nbecho.server.lines import LineEchoProtocol
+from nbecho.server.protocol import EchoProtocol
+from nbecho.server.service import ServerService, buildServer
 from nbecho.settings import EchoSettings
 from nbecho.stats import EchoStats
 from nbecho.test._helpers import attach, connect, disconnect, tcp

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho.factory import EchoFactory
-from nbecho.protocol import EchoProtocol
+from nbecho.server.factory import EchoFactory
+from nbecho.server.protocol import EchoProtocol
 from nbecho.settings import EchoSettings
 from nbecho.test._helpers import RecordingTransport, connect
 

@@ -1,5 +1,5 @@
 """
-Tests for L{nbecho.protocol}: raw framing, echo, C{exit}, half-close,
+Tests for L{nbecho.server.protocol}: raw framing, echo, C{exit}, half-close,
 backpressure wiring, counters and log lines, over in-memory transports.
 """
 
@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho import protocol
+from nbecho.server import protocol
 from nbecho.settings import EchoSettings
 from nbecho.test._helpers import FakeTime, LogTestCase, connect, disconnect
 

@@ -24,9 +24,9 @@ from nbecho.deploy.proxy import (
     ProxiedFactory,
     proxiedFromString,
 )
-from nbecho.factory import REFUSAL, EchoFactory
-from nbecho.lines import LineEchoProtocol
-from nbecho.service import SHUTDOWN, ServerService
+from nbecho.server.factory import REFUSAL, EchoFactory
+from nbecho.server.lines import LineEchoProtocol
+from nbecho.server.service import SHUTDOWN, ServerService
 from nbecho.settings import EchoSettings
 
 BALANCER = IPv4Address("TCP", "127.0.0.1", 50000)

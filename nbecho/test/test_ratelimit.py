@@ -10,8 +10,8 @@ import re
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho.factory import EchoFactory
 from nbecho.logs.ratelimit import LogBudget, LogLimiter, formatSize, limiterFor
+from nbecho.server.factory import EchoFactory
 from nbecho.settings import EchoSettings
 from nbecho.test._helpers import LogTestCase, connect, disconnect, tcp
 

@@ -1,5 +1,5 @@
 """
-Tests for L{nbecho.service} and L{nbecho._rlimit}: the server built from
+Tests for L{nbecho.server.service} and L{nbecho.server._rlimit}: the server built from
 settings and endpoints, its totals, the graceful stop and the open file
 limit.
 """
@@ -14,9 +14,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho import _rlimit
-from nbecho.listening import ListeningService
-from nbecho.service import ServerService, buildServer
+from nbecho.server import _rlimit
+from nbecho.server.listening import ListeningService
+from nbecho.server.service import ServerService, buildServer
 from nbecho.settings import EchoSettings
 from nbecho.stats import EchoStats
 from nbecho.test._helpers import Harness, captureLogs, tcp, texts

@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho.factory import PROTOCOLS
+from nbecho.server.factory import PROTOCOLS
 from nbecho.settings import (
     FRAMINGS,
     LOG_RATE_CEILING,

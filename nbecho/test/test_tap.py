@@ -22,9 +22,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from nbecho import __version__
 from nbecho.deploy import endpoints
 from nbecho.deploy.workers import WorkerPool
-from nbecho.factory import EchoFactory
-from nbecho.listening import ListenFailed, ListeningService
-from nbecho.service import ServerService
+from nbecho.server.factory import EchoFactory
+from nbecho.server.listening import ListenFailed, ListeningService
+from nbecho.server.service import ServerService
 from nbecho.settings import EchoSettings
 from nbecho.tap import Options, makeService
 from nbecho.test._helpers import captureLogs, logLines

@@ -1,5 +1,5 @@
 """
-Tests for L{nbecho.deploy.udp}: echo over UDP, its safety rules and limits,
+Tests for L{nbecho.server.udp}: echo over UDP, its safety rules and limits,
 the C{udp:} descriptions, and its place in the totals, metrics and options.
 """
 
@@ -22,7 +22,9 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from nbecho.deploy.metrics import instrument
-from nbecho.deploy.udp import (
+from nbecho.server.listening import ListenFailed
+from nbecho.server.service import buildServer
+from nbecho.server.udp import (
     OWN_PORT,
     RATE,
     RATE_TOTAL,
@@ -34,8 +36,6 @@ from nbecho.deploy.udp import (
     addUDP,
     parseUDP,
 )
-from nbecho.listening import ListenFailed
-from nbecho.service import buildServer
 from nbecho.settings import EchoSettings
 from nbecho.stats import EchoStats
 from nbecho.tap import Options
@@ -105,7 +105,7 @@ class DescriptionTests(SynchronousTestCase):
 
     def test_sameRulesAsTwisted(self) -> None:
         """Descriptions split exactly as Twisted's own endpoint parser splits them."""
-        from nbecho.deploy.udp import _splitDescription
+        from nbecho.server.udp import _splitDescription
 
         for description in [
             "udp:7",

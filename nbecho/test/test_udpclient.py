@@ -1,6 +1,6 @@
 """
-Tests for the client's UDP session (L{nbecho._udpconsole},
-L{nbecho._udpclient}): a console wired to an in-memory datagram socket, a
+Tests for the client's UDP session (L{nbecho.client.datagram},
+L{nbecho.client._udpoptions}): a console wired to an in-memory datagram socket, a
 L{Clock} for the timeouts and retries, and the UDP options.
 """
 
@@ -17,16 +17,16 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho._console import PROMPT, OutputClosedError, SessionLostError
-from nbecho._udpclient import parseUDP
-from nbecho._udpconsole import (
+from nbecho.client._udpoptions import parseUDP
+from nbecho.client.cli import EXIT_USAGE, Options, main
+from nbecho.client.datagram import (
     MAX_DATAGRAM,
     READ_AHEAD,
     DatagramClient,
     DatagramConsole,
     ServerUnreachableError,
 )
-from nbecho.client import EXIT_USAGE, Options, main
+from nbecho.client.stream import PROMPT, OutputClosedError, SessionLostError
 
 
 class FakeDatagramSocket:
@@ -59,7 +59,7 @@ class DatagramConsoleTests(SynchronousTestCase):
     ) -> None:
         """
         Wire a console to a fake socket and a stdio transport, as
-        L{nbecho._udpclient.udpSession} does.
+        L{nbecho.client._udpoptions.udpSession} does.
         """
         self.socket = FakeDatagramSocket()
         self.clock = Clock()

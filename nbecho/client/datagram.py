@@ -29,8 +29,8 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from nbecho._console import OutputClosedError, SessionLostError
 from nbecho._typing import IStreamTransport
+from nbecho.client.stream import OutputClosedError, SessionLostError
 
 #: The largest UDP payload over IPv4; over IPv6 it is 20 bytes more.
 MAX_DATAGRAM = 65507
@@ -298,7 +298,7 @@ class DatagramConsole(LineReceiver):
     def end(self, error: Exception | None) -> None:
         """
         Stop sending and waiting; the session is over once stdout has
-        written everything (L{connectionLost}).
+        written everything (C{connectionLost}).
         """
         if self.ended:
             return

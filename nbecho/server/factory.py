@@ -19,12 +19,12 @@ from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
-from nbecho._address import formatAddress, unmapped
-from nbecho.connection import Connection
 from nbecho.interfaces import IEchoConnection
-from nbecho.lines import LineEchoProtocol
 from nbecho.logs.ratelimit import LogBudget
-from nbecho.protocol import EchoProtocol
+from nbecho.server._address import formatAddress, unmapped
+from nbecho.server.connection import Connection
+from nbecho.server.lines import LineEchoProtocol
+from nbecho.server.protocol import EchoProtocol
 from nbecho.settings import EchoSettings
 from nbecho.stats import EchoStats
 

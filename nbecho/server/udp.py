@@ -41,12 +41,12 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python import usage
 
-from nbecho._address import formatAddress
-from nbecho.listening import ListenFailed
 from nbecho.logs.batch import info
 from nbecho.logs.escape import escapeMessage
-from nbecho.protocol import withoutTerminator
-from nbecho.service import ServerService
+from nbecho.server._address import formatAddress
+from nbecho.server.listening import ListenFailed
+from nbecho.server.protocol import withoutTerminator
+from nbecho.server.service import ServerService
 from nbecho.settings import EchoSettings
 from nbecho.stats import EchoStats
 

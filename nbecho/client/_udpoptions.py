@@ -1,7 +1,7 @@
 """
 The client's UDP session: each line of standard input goes out as one
 datagram to the server and its echo is printed as a line (see
-C{nbecho._udpconsole}).
+C{nbecho.client.datagram}).
 """
 
 from __future__ import annotations
@@ -20,7 +20,11 @@ from twisted.internet.stdio import StandardIO
 from twisted.python import usage
 from zope.interface import implementer
 
-from nbecho._udpconsole import DatagramClient, DatagramConsole, ServerUnreachableError
+from nbecho.client.datagram import (
+    DatagramClient,
+    DatagramConsole,
+    ServerUnreachableError,
+)
 
 
 def parseUDP(description: str) -> tuple[str, int]:
@@ -70,7 +74,7 @@ def udpOptions(options: usage.Options) -> tuple[str, int] | None:
     UDP options on the way.  A C{udp:} connect string implies C{--udp}, and
     C{--udp} takes no stream endpoint.
 
-    @raise usage.UsageError: for a bad option.
+    @raise twisted.python.usage.UsageError: for a bad option.
     """
     address: tuple[str, int] | None = None
     connect = options["connect"] or ""

@@ -25,11 +25,11 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 
-from nbecho._errors import inWords
-from nbecho._rlimit import raiseFileLimit
-from nbecho.factory import EchoFactory
-from nbecho.listening import ListeningService
 from nbecho.logs.textlog import reopenLogFiles
+from nbecho.server._errors import inWords
+from nbecho.server._rlimit import raiseFileLimit
+from nbecho.server.factory import EchoFactory
+from nbecho.server.listening import ListeningService
 from nbecho.settings import EchoSettings
 from nbecho.stats import EchoStats
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from twisted.logger import Logger
 
-from nbecho.protocol import EchoProtocol, withoutTerminator
+from nbecho.server.protocol import EchoProtocol, withoutTerminator
 
 log = Logger(namespace="nbecho")
 

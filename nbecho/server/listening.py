@@ -14,8 +14,8 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from nbecho._address import formatAddress
-from nbecho._errors import inWords
+from nbecho.server._address import formatAddress
+from nbecho.server._errors import inWords
 
 log = Logger(namespace="nbecho")
 

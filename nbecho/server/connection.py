@@ -46,7 +46,7 @@ log = Logger(namespace="nbecho")
 class ConnectionOwner(Structural):
     """
     What a L{Connection} needs from the factory that built it (an
-    L{nbecho.factory.EchoFactory}), spelled out for the type checker.
+    L{nbecho.server.factory.EchoFactory}), spelled out for the type checker.
     """
 
     settings: EchoSettings

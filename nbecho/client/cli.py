@@ -8,7 +8,7 @@ nbecho-client} runs in bounded memory and prints every line.
 
 With C{--udp} each line goes out as one datagram and its echo is awaited,
 sent again after C{--timeout} seconds up to C{--retries} times (see
-C{nbecho._udpconsole}).
+C{nbecho.client.datagram}).
 
 Exit status: 0 after the exit word or the end of input once every echo is
 printed; 1 when the server cannot be reached (over UDP: no echo ever came
@@ -50,7 +50,9 @@ from twisted.internet.task import react
 from twisted.python import usage
 
 from nbecho import __version__
-from nbecho._console import (
+from nbecho.client._udpoptions import udpOptions, udpSession
+from nbecho.client.datagram import ServerUnreachableError
+from nbecho.client.stream import (
     Console,
     EchoClient,
     OutputClosedError,
@@ -62,8 +64,6 @@ from nbecho._console import (
     overTLS,
     prompt,
 )
-from nbecho._udpclient import udpOptions, udpSession
-from nbecho._udpconsole import ServerUnreachableError
 
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1

@@ -3,10 +3,10 @@ The echo protocol: what the seed's inner C{read()} loop did, driven by the
 reactor instead of a busy loop.
 
 L{EchoProtocol} treats every chunk read from the socket as one message (the
-seed's own semantics, binary-safe, RFC 862); L{nbecho.lines.LineEchoProtocol}
+seed's own semantics, binary-safe, RFC 862); L{nbecho.server.lines.LineEchoProtocol}
 frames messages as lines.  Both send back every byte they accept, in order,
 and log the seed's C{Accept}, C{Read Data} and C{close} events.  Timeouts and
-the lingering close come from L{nbecho.connection.Connection}.
+the lingering close come from L{nbecho.server.connection.Connection}.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from nbecho._address import formatAddress
-from nbecho._fastwrite import fastWriter
 from nbecho._tls import tlsFailure
 from nbecho._typing import IStreamTransport
-from nbecho.connection import Connection
 from nbecho.logs.batch import info, logMessages
 from nbecho.logs.escape import escapeMessage
 from nbecho.logs.ratelimit import LogLimiter, limiterFor
+from nbecho.server._address import formatAddress
+from nbecho.server._fastwrite import fastWriter
+from nbecho.server.connection import Connection
 
 if TYPE_CHECKING:
     from nbecho.stats import EchoStats
