@@ -13,7 +13,7 @@ import subprocess
 import termios
 import time
 
-from nbecho._console import PROMPT
+from nbecho.client.stream import PROMPT
 from tests._clients import readLine, runClient, startClient
 from tests._servers import TIMEOUT, RunningServer, ServerFactory, freePort, script
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests._clients import assertEchoes
 from tests._servers import ServerFactory, waitFor
-from tests.test_ipv6_default import _requireIPv6
+from tests.test_listen_dualstack import _requireIPv6
 
 #: Clients connecting to a UNIX socket at the same moment.
 BURST = 1000

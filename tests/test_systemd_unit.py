@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from nbecho._rlimit import SPARE
+from nbecho.server._rlimit import SPARE
 from nbecho.tap import Options
 from tests._clients import lines, runClient
 from tests._servers import RunningServer, freePort, launch, tool, waitFor

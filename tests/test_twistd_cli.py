@@ -16,7 +16,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from nbecho.client import Options as ClientOptions
+from nbecho.client.cli import Options as ClientOptions
 from nbecho.tap import Options
 from tests._clients import runClient
 from tests._servers import (
@@ -141,7 +141,7 @@ def test_worksWithoutOptionalExtras(tmp_path: Path) -> None:
     serverCode = WITHOUT_EXTRAS + (
         "from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
     )
-    clientCode = WITHOUT_EXTRAS + "from nbecho.client import main; main()"
+    clientCode = WITHOUT_EXTRAS + "from nbecho.client.cli import main; main()"
     server = launch(
         tmp_path,
         [
