@@ -11,6 +11,8 @@ from typing import Any
 
 from twisted.python.failure import Failure
 
+from nbecho._twisted import handshakeDone
+
 
 def isOpenSSLError(error: BaseException) -> bool:
     """
@@ -51,6 +53,6 @@ def tlsFailure(reason: Failure, transport: Any, received: int) -> str | None:
     error = reason.value
     if error is None or not isOpenSSLError(error):
         return None
-    handshook = getattr(transport, "_handshakeDone", received > 0)
+    handshook = handshakeDone(transport, received > 0)
     what = "TLS error" if handshook else "TLS handshake failed"
     return f"{what}: {openSSLReasons(error)}"

@@ -26,14 +26,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.endpoints import (
-    _parse,  # Twisted's own reading of the strings, escapes and all
-    quoteStringArgument,
-    serverFromString,
-)
+from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 
 from nbecho._tls import isOpenSSLError, openSSLReasons
+from nbecho._twisted import endpointArguments, serverContextFactory
 from nbecho.deploy.proxy import PREFIX as PROXY_PREFIX
 from nbecho.deploy.proxy import proxiedFromString
 
@@ -93,10 +90,9 @@ def _arguments(description: str) -> tuple[list[str], dict[str, str]] | None:
     them, or C{None} if Twisted cannot (the parser then says why).
     """
     try:
-        args, kw = _parse(description)
+        return endpointArguments(description)
     except Exception:  # noqa: BLE001 - a lone trailing backslash and the like
         return None
-    return list(args), dict(kw)
 
 
 def withBacklog(description: str, backlog: int) -> str:
@@ -288,8 +284,7 @@ def _checkTLS(description: str, endpoint: IStreamServerEndpoint) -> None:
     that OpenSSL refuses would otherwise fail every connection.
     """
     inner = getattr(endpoint, "wrapped", endpoint)
-    # SSL4ServerEndpoint keeps its context factory to itself.
-    contextFactory = getattr(inner, "_sslContextFactory", None)
+    contextFactory = serverContextFactory(inner)
     if contextFactory is None:
         return
     try:

@@ -21,14 +21,14 @@ import struct
 
 import attrs
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.protocols.haproxy._exceptions import (
+
+from nbecho._twisted import (
     InvalidNetworkProtocol,
     InvalidProxyHeader,
     MissingAddressData,
+    V1Parser,
+    V2Parser,
 )
-from twisted.protocols.haproxy._v1parser import V1Parser
-from twisted.protocols.haproxy._v2parser import V2Parser
-
 from nbecho.logs.escape import escapeMessage
 
 #: How a v1 header starts, and how long it can be, CRLF included.

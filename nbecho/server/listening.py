@@ -14,6 +14,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from nbecho._twisted import unixLockFile
 from nbecho.server._address import formatAddress
 from nbecho.server._errors import inWords
 
@@ -180,8 +181,8 @@ def _adoptLockFile(port: IListeningPort) -> None:
     once: a stale lock would let another server take the path over, and
     closing the socket would fail on a lock "not owned by this process".
     """
-    lock = getattr(port, "lockFile", None)
-    if lock is None or not getattr(lock, "locked", False):
+    lock = unixLockFile(port)
+    if lock is None:
         return
     pid = str(os.getpid())
     name = os.fsdecode(lock.name)

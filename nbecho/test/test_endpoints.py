@@ -14,11 +14,11 @@ from twisted.internet.endpoints import (
     TCP4ServerEndpoint,
     TCP6ServerEndpoint,
     UNIXServerEndpoint,
-    _parse,
 )
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from nbecho._twisted import endpointArguments
 from nbecho.deploy.endpoints import (
     BACKLOG_MAX,
     BACKLOG_MIN,
@@ -80,9 +80,10 @@ class WithBacklogTests(SynchronousTestCase):
         reads C{description}, plus C{backlog=1234}.
         """
         result = withBacklog(description, 1234)
-        args, kw = _parse(description.removeprefix("haproxy:"))
+        args, kw = endpointArguments(description.removeprefix("haproxy:"))
         self.assertEqual(
-            _parse(result.removeprefix("haproxy:")), (args, {**kw, "backlog": "1234"})
+            endpointArguments(result.removeprefix("haproxy:")),
+            (args, {**kw, "backlog": "1234"}),
         )
         self.assertEqual(
             result.startswith("haproxy:"), description.startswith("haproxy:")

@@ -12,7 +12,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.endpoints import _parse
 from twisted.internet.error import MessageLengthError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock
@@ -21,6 +20,7 @@ from twisted.logger import formatEvent
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from nbecho._twisted import endpointArguments
 from nbecho.deploy.metrics import instrument
 from nbecho.server.listening import ListenFailed
 from nbecho.server.service import buildServer
@@ -115,7 +115,7 @@ class DescriptionTests(SynchronousTestCase):
             "udp::",
             "udp",
         ]:
-            args, kwargs = _parse(description)
+            args, kwargs = endpointArguments(description)
             self.assertEqual(_splitDescription(description), (args, kwargs))
 
     def test_refused(self) -> None:
