@@ -38,10 +38,10 @@ from nbecho.bench.specs import ServerSpec, availableServers
 #: (layer, path fragment, function names or None for all), first match wins.
 _RULES: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("Twisted callWithLogger, log context", "/twisted/", ("logPrefix",)),
-    ("nbecho _fastwrite (send at once)", "/nbecho/_fastwrite.py", None),
-    ("nbecho lines (line framing)", "/nbecho/lines.py", None),
-    ("nbecho protocol (echo, counting)", "/nbecho/protocol.py", None),
-    ("nbecho connection (idle timeout)", "/nbecho/connection.py", None),
+    ("nbecho _fastwrite (send at once)", "/nbecho/server/_fastwrite.py", None),
+    ("nbecho lines (line framing)", "/nbecho/server/lines.py", None),
+    ("nbecho protocol (echo, counting)", "/nbecho/server/protocol.py", None),
+    ("nbecho connection (idle timeout)", "/nbecho/server/connection.py", None),
     ("nbecho connection (idle timeout)", "/twisted/protocols/policies.py", None),
     (
         "nbecho connection (idle timeout)",
