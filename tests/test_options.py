@@ -1,10 +1,9 @@
 """
-Option values that can never work are refused before the server starts:
-numeric options take plain ASCII decimal numbers within their bounds
-(timeouts 0 or at least 0.1 s, --max-line-length at most 1 GiB, counts up to
-a ceiling), the exit word is at most 1024 bytes without CR or LF.  Each is one
-usage line on standard error and exit status 1, never a traceback nor a
-server that starts.
+Option values that can never work are refused before the server starts, as
+one usage line on a real twistd's standard error and exit status 1, never a
+traceback nor a server that starts; the values at the bounds start one.
+(Every impossible value is checked without a process in
+nbecho/test/test_values.py.)
 """
 
 from __future__ import annotations
@@ -23,47 +22,18 @@ from tests._servers import (
     waitFor,
 )
 
-#: Far above any ceiling a count or a length can have.
-HUGE = "1" + "0" * 30
-
-#: The command lines to refuse: the option the error must name, its value.
+#: One value per kind of refusal; nbecho/test/test_values.py checks every
+#: impossible value without starting a process.
 REFUSED = [
-    ("--idle-timeout", "1e-9"),
     ("--idle-timeout", "0.05"),
-    ("--idle-timeout", "\u0661"),  # ARABIC-INDIC DIGIT ONE
-    ("--idle-timeout", "1_0"),
-    ("--shutdown-grace", "\u0665"),
-    ("--max-line-length", HUGE),
-    ("--max-line-length", str(2**30 + 1)),
     ("--max-line-length", "\u0663"),  # ARABIC-INDIC DIGIT THREE
-    ("--max-line-length", "1_000"),
-    ("--max-line-length", "\uff11\uff10"),  # FULLWIDTH 1 0
-    ("--max-connections", "-1"),
-    ("--max-connections", HUGE),
-    ("--max-connections", "1_000"),
-    ("--max-per-peer", HUGE),
-    ("--max-per-peer", "\u0663"),
-    ("--port", "\u0660"),  # ARABIC-INDIC DIGIT ZERO: port 0 if accepted
     ("--exit-word", "a\nb"),
-    ("--exit-word", "a\rb"),
-    ("--exit-word", "exit\n"),
-    ("--exit-word", "x" * 100_000),
-    ("--exit-word", "x" * 1025),
-    ("--exit-word", "\u00e9" * 513),  # 1026 bytes in UTF-8
-    ("--proxy-timeout", "1e-9"),
-    ("--proxy-timeout", "-1"),
-    ("--proxy-timeout", "\u0661"),
-    ("--log-rate", "-1"),
-    ("--log-rate", "1.5"),
-    ("--log-rate", HUGE),
-    ("--log-rate-total", "\u0663"),
-    ("--log-rate-total", "1_000"),
 ]
 
 
 def _ids(case: tuple[str, str]) -> str:
     option, value = case
-    return f"{option}={value[:12]!r}" + (f"[{len(value)}]" if len(value) > 12 else "")
+    return f"{option}={value!r}"
 
 
 def _start(directory: Path, *nbechoArgs: str) -> tuple[int | None, str, str]:
