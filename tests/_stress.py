@@ -11,8 +11,10 @@ one core with it.
 from __future__ import annotations
 
 import os
+import socket
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -98,22 +100,32 @@ def resetPeak(server: RunningServer) -> None:
 class Bystander(threading.Thread):
     """
     Another client, echoing line after line while a test misbehaves: it
-    proves that the others are still served.
+    proves that the others are still served, and how soon.
+
+    @ivar slowest: the longest round trip it saw, in seconds.
     """
 
-    def __init__(self, server: RunningServer) -> None:
+    def __init__(
+        self,
+        server: RunningServer,
+        connect: Callable[[], socket.socket] | None = None,
+    ) -> None:
         super().__init__(daemon=True)
         self.server = server
+        self.connect = connect or server.connect
         self.stopping = threading.Event()
         self.roundTrips = 0
+        self.slowest = 0.0
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            with self.server.connect() as sock:
+            with self.connect() as sock:
                 # At least one round trip, however soon the test ends.
                 while self.roundTrips < 100_000:
+                    started = time.monotonic()
                     assertEchoes(sock, b"bystander %d\n" % (self.roundTrips,))
+                    self.slowest = max(self.slowest, time.monotonic() - started)
                     self.roundTrips += 1
                     if self.stopping.wait(0.01):
                         break
@@ -131,11 +143,17 @@ class Bystander(threading.Thread):
 
 
 @contextmanager
-def bystanders(server: RunningServer, count: int = 2) -> Iterator[Sequence[Bystander]]:
+def bystanders(
+    server: RunningServer,
+    count: int = 2,
+    connect: Callable[[], socket.socket] | None = None,
+) -> Iterator[Sequence[Bystander]]:
     """
-    C{count} other clients echoing during the block, checked at its end.
+    C{count} other clients echoing during the block (connected by
+    C{connect}, by default to the server's first listener), checked at its
+    end.
     """
-    running = [Bystander(server) for _ in range(count)]
+    running = [Bystander(server, connect) for _ in range(count)]
     for bystander in running:
         bystander.start()
     yield running
