@@ -22,14 +22,17 @@ def isOpenSSLError(error: BaseException) -> bool:
     return type(error).__module__.startswith("OpenSSL")
 
 
-def openSSLReasons(error: BaseException) -> str:
+def openSSLReasons(error: BaseException, libraries: bool = False) -> str:
     """
-    OpenSSL's reasons for C{error}, without pyOpenSSL's wrapping.
+    OpenSSL's reasons for C{error}, without pyOpenSSL's wrapping: the
+    reasons of its error stack joined by C{"; "}, each followed by its
+    library in parentheses if C{libraries} (C{"ee key too small (SSL
+    routines)"}); for an error without a stack, its own text.
     """
     details = error.args[0] if error.args else None
     if isinstance(details, list):
         reasons = [
-            str(entry[-1])
+            f"{entry[-1]} ({entry[0]})" if libraries and entry[0] else str(entry[-1])
             for entry in details
             if isinstance(entry, tuple) and entry and entry[-1]
         ]

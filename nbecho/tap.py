@@ -36,7 +36,7 @@ from nbecho.server.udp import (
     UDPLimits,
     addUDP,
     isUDP,
-    parseUDP,
+    parseUDPListener,
 )
 from nbecho.settings import (
     FRAMINGS,
@@ -304,7 +304,7 @@ def _udpListeners(options: Options) -> list[str]:
     )
     found = [description for description in options["listen"] if isUDP(description)]
     for description in found:
-        parseUDP(description)
+        parseUDPListener(description)
     if found and checkWorkers(options["workers"], []) > 1:
         raise usage.UsageError(
             f"--workers cannot share {found[0]!r}: serve UDP with one process"

@@ -13,9 +13,11 @@ import subprocess
 import termios
 import time
 
-from nbecho.client.stream import PROMPT
 from tests._clients import readLine, runClient, startClient
 from tests._servers import TIMEOUT, RunningServer, ServerFactory, freePort, script
+
+#: The prompt a terminal shows, the seed's with its exit word.
+PROMPT = b'send server (exit is "exit"): '
 
 
 def test_pipelineEchoesEveryLine(server: RunningServer) -> None:

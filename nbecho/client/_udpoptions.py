@@ -20,6 +20,7 @@ from twisted.internet.stdio import StandardIO
 from twisted.python import usage
 from zope.interface import implementer
 
+from nbecho._twisted import endpointArguments
 from nbecho.client.datagram import (
     DatagramClient,
     DatagramConsole,
@@ -27,7 +28,7 @@ from nbecho.client.datagram import (
 )
 
 
-def parseUDP(description: str) -> tuple[str, int]:
+def parseUDPTarget(description: str) -> tuple[str, int]:
     """
     The host and port of a C{udp:host=HOST:port=PORT} connect string, in the
     syntax of Twisted's endpoint strings (C{udp:HOST:PORT} too, and C{\\:}
@@ -35,31 +36,20 @@ def parseUDP(description: str) -> tuple[str, int]:
 
     @raise ValueError: with the reason to show, if it does not parse.
     """
-    kind, _, rest = description.partition(":")
-    if kind != "udp":
+    try:
+        args, keywords = endpointArguments(description)
+    except Exception:  # noqa: BLE001 - a lone trailing backslash and the like
+        raise ValueError(f"cannot read {description!r}") from None
+    if args[:1] != ["udp"]:
         raise ValueError(f"not a udp: connect string: {description!r}")
-    fields: list[str] = [""]
-    escaped = iter(rest)
-    for character in escaped:
-        if character == "\\":
-            fields[-1] += next(escaped, "")
-        elif character == ":":
-            fields.append("")
-        else:
-            fields[-1] += character
-    values: dict[str, str] = {}
-    positional = ["host", "port"]
-    for field in fields:
-        name, equals, value = field.partition("=")
-        if not equals:
-            if not positional:
-                raise ValueError(f"unexpected {field!r}")
-            name, value = positional.pop(0), field
-        elif name not in ("host", "port"):
-            raise ValueError(f"unknown parameter {name!r} (udp: takes host and port)")
-        if name in values:
-            raise ValueError(f"{name} given twice")
+    unknown = sorted(set(keywords) - {"host", "port"})
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]!r} (udp: takes host and port)")
+    values = dict(keywords)
+    for name, value in zip([n for n in ("host", "port") if n not in values], args[1:]):
         values[name] = value
+    if len(args) - 1 > 2 - len(keywords):
+        raise ValueError(f"unexpected {args[-1]!r}")
     host, port = values.get("host", ""), values.get("port", "")
     if not host or not port:
         raise ValueError("udp: needs host=HOST:port=PORT")
@@ -80,7 +70,7 @@ def udpOptions(options: usage.Options) -> tuple[str, int] | None:
     connect = options["connect"] or ""
     if connect.startswith("udp:"):
         try:
-            address = parseUDP(connect)
+            address = parseUDPTarget(connect)
         except ValueError as error:
             raise usage.UsageError(
                 f"cannot use endpoint {connect!r}: {error}"

@@ -50,6 +50,7 @@ from twisted.internet.task import react
 from twisted.python import usage
 
 from nbecho import __version__
+from nbecho._tls import isOpenSSLError, openSSLReasons
 from nbecho.client._udpoptions import udpOptions, udpSession
 from nbecho.client.datagram import ServerUnreachableError
 from nbecho.client.stream import (
@@ -319,10 +320,8 @@ def _tlsProblem(error: Exception) -> str:
     """
     if type(error).__name__ == "VerificationError":  # service_identity's
         return "TLS handshake failed: certificate does not match the host name"
-    args = error.args[0] if error.args else None
-    if isinstance(args, list) and args and isinstance(args[0], tuple):
-        reasons = ", ".join(str(entry[-1]) for entry in args)
-        return f"TLS handshake failed: {reasons}"
+    if isOpenSSLError(error):
+        return f"TLS handshake failed: {openSSLReasons(error)}"
     return f"TLS handshake failed: {_describe(error)}"
 
 

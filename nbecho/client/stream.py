@@ -21,9 +21,6 @@ from zope.interface import implementer
 
 from nbecho._typing import IStreamTransport
 
-#: The seed's prompt, with its exit word.
-PROMPT = b'send server (exit is "exit"): '
-
 
 class SessionLostError(Exception):
     """

@@ -13,6 +13,8 @@ import os
 
 from twisted.internet.error import CannotListenError
 
+from nbecho._tls import isOpenSSLError, openSSLReasons
+
 
 def inWords(error: BaseException, shown: str = "") -> str:
     """
@@ -26,9 +28,11 @@ def inWords(error: BaseException, shown: str = "") -> str:
         return _cannotListen(error, shown)
     if isinstance(error, OSError):
         return _osError(error, shown)
-    reasons = _openSSLReasons(error)
-    if reasons is not None:
-        return reasons
+    if isOpenSSLError(error):
+        return (
+            "cannot read the certificate or private key: OpenSSL says "
+            + openSSLReasons(error, libraries=True)
+        )
     return str(error) or type(error).__name__
 
 
@@ -65,22 +69,3 @@ def _osError(error: OSError, shown: str) -> str:
             path = path[: -len(".lock")]
         return reason if shown.endswith(path) else f"{path}: {reason}"
     return reason
-
-
-def _openSSLReasons(error: BaseException) -> str | None:
-    """
-    The reasons of an OpenSSL error (C{"unsupported"}, C{"no start line"}),
-    or L{None} if C{error} is not one.
-    """
-    stack = error.args[0] if len(error.args) == 1 else None
-    if not isinstance(stack, list) or not stack:
-        return None
-    reasons = []
-    for entry in stack:
-        if not (isinstance(entry, tuple) and len(entry) == 3):
-            return None
-        library, _, reason = entry
-        reasons.append(f"{reason} ({library})" if library else str(reason))
-    return "cannot read the certificate or private key: OpenSSL says " + "; ".join(
-        reasons
-    )

@@ -65,7 +65,8 @@ class Connection(Protocol):
     @ivar lingering: the sending side is shut; waiting for the client's end.
     @ivar closeWhy: why the connection closed, for its close line.
     @ivar lastInput: the clock's time of the timer's start or of the last
-        input since, whichever is later (L{resetTimeout}).
+        input since, whichever is later: each read sets it, and the timer,
+        when it fires, waits again for what is left.
     """
 
     factory: ConnectionOwner
@@ -92,14 +93,14 @@ class Connection(Protocol):
         return now
 
     def connectionMade(self) -> None:
-        # Bound once: resetTimeout runs for every read.
+        # Bound once: every read calls it to set lastInput.
         self.seconds = self.factory.clock.seconds  # type: ignore[method-assign]
         self.setTimeout(self.factory.settings.idleTimeout or None)
 
     def setTimeout(self, period: float | None) -> None:
         """
-        Call C{timeoutConnection} once C{period} seconds pass without
-        L{resetTimeout}; L{None} stops the timer.
+        Call C{timeoutConnection} once C{period} seconds pass without input
+        (see C{lastInput}); L{None} stops the timer.
         """
         if self._timer is not None:
             if self._timer.active():
@@ -109,12 +110,6 @@ class Connection(Protocol):
         if period is not None:
             self.lastInput = self.seconds()
             self._timer = self.callLater(period, self._timerFired)
-
-    def resetTimeout(self) -> None:
-        """
-        Input arrived: the timeout counts from now.
-        """
-        self.lastInput = self.seconds()
 
     def _timerFired(self) -> None:
         self._timer = None

@@ -33,7 +33,6 @@ class LineEchoProtocol(EchoProtocol):
     @ivar _partial: the partial line, if any.
     """
 
-    delimiter = b"\n"
     _partial: bytearray | None = None
 
     def dataReceived(self, data: bytes) -> None:

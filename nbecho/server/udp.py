@@ -41,9 +41,10 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python import usage
 
+from nbecho._twisted import endpointArguments
 from nbecho.logs.batch import info
 from nbecho.logs.escape import escapeMessage
-from nbecho.server._address import formatAddress
+from nbecho.server._address import formatAddress, unmapped
 from nbecho.server.listening import ListenFailed
 from nbecho.server.protocol import withoutTerminator
 from nbecho.server.service import ServerService
@@ -102,17 +103,20 @@ def isUDP(description: str) -> bool:
     return description.split(":", 1)[0] == "udp"
 
 
-def parseUDP(description: str) -> tuple[int, str]:
+def parseUDPListener(description: str) -> tuple[int, str]:
     """
     The port and interface of C{udp:PORT[:interface=ADDR]}.
 
     Twisted's endpoint string rules apply (C{:} separates, C{=} assigns, a
-    backslash quotes the next character: C{interface=\\:\\:1}); Twisted has
-    no public parser for them.
+    backslash quotes the next character: C{interface=\\:\\:1}), read by
+    Twisted's own parser.
 
     @raise twisted.python.usage.UsageError: for anything else.
     """
-    args, kwargs = _splitDescription(description)
+    try:
+        args, kwargs = endpointArguments(description)
+    except Exception:  # noqa: BLE001 - a lone trailing backslash and the like
+        args, kwargs = [], {}
     if len(args) != 2 or not args[1].isascii() or not args[1].isdigit():
         raise usage.UsageError(f"{description!r} is not udp:PORT[:interface=ADDRESS]")
     port = int(args[1])
@@ -129,46 +133,6 @@ def parseUDP(description: str) -> tuple[int, str]:
             f"{description!r}: interface must be an IP address, not {interface!r}"
         )
     return port, interface
-
-
-def _splitDescription(description: str) -> tuple[list[str], dict[str, str]]:
-    # As twisted.internet.endpoints._tokenize: after an "=", only ":" ends
-    # the value, so values may contain "=".
-    args: list[str] = []
-    kwargs: dict[str, str] = {}
-    parts: list[str] = [""]
-    key: str | None = None
-    chars = iter(description)
-    for char in chars:
-        if char == "\\":
-            parts[-1] += next(chars, "")
-        elif char == ":":
-            if key is None:
-                args.append(parts[-1])
-            else:
-                kwargs[key] = parts[-1]
-            parts.append("")
-            key = None
-        elif char == "=" and key is None:
-            key = parts[-1]
-            parts.append("")
-        else:
-            parts[-1] += char
-    if key is None:
-        args.append(parts[-1])
-    else:
-        kwargs[key] = parts[-1]
-    return args, kwargs
-
-
-def _source(host: str) -> str:
-    """
-    The address a source is limited under: an IPv4 client reaching an IPv6
-    socket (C{::ffff:a.b.c.d}) counts as C{a.b.c.d}.
-    """
-    if host.startswith("::ffff:") and "." in host:
-        return host[len("::ffff:") :]
-    return host
 
 
 class UDPEcho(DatagramProtocol):
@@ -258,7 +222,7 @@ class UDPEcho(DatagramProtocol):
         limits = self.limits
         if limits.total and self._windowTotal >= limits.total:
             return RATE_TOTAL
-        source = _source(host)
+        source = unmapped(host)
         sent = self._perSource.get(source, 0)
         if limits.perSource and sent >= limits.perSource:
             return RATE
@@ -320,7 +284,7 @@ class UDPEchoService(Service):
         if reactor is None:
             from twisted.internet import reactor
         self.description = description
-        self.portNumber, self.interface = parseUDP(description)
+        self.portNumber, self.interface = parseUDPListener(description)
         self.reactor = reactor
         self.echo = UDPEcho(settings, limits, reactor)
 

@@ -30,7 +30,6 @@ from nbecho.client.cli import (
     session,
 )
 from nbecho.client.stream import (
-    PROMPT,
     Console,
     EchoClient,
     OutputClosedError,
@@ -39,6 +38,9 @@ from nbecho.client.stream import (
     prompt,
 )
 from nbecho.test._helpers import HalfCloseTransport
+
+#: The seed's prompt, with its exit word.
+PROMPT = prompt(b"exit")
 
 
 class ConsoleTests(SynchronousTestCase):

@@ -20,7 +20,6 @@ from twisted.logger import formatEvent
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from nbecho._twisted import endpointArguments
 from nbecho.deploy.metrics import instrument
 from nbecho.server.listening import ListenFailed
 from nbecho.server.service import buildServer
@@ -34,7 +33,7 @@ from nbecho.server.udp import (
     UDPEchoService,
     UDPLimits,
     addUDP,
-    parseUDP,
+    parseUDPListener,
 )
 from nbecho.settings import EchoSettings
 from nbecho.stats import EchoStats
@@ -96,27 +95,14 @@ def echo(
 class DescriptionTests(SynchronousTestCase):
     def test_portAndInterface(self) -> None:
         """The port and the interface of a udp: description are read."""
-        self.assertEqual(parseUDP("udp:7"), (7, ""))
-        self.assertEqual(parseUDP("udp:0:interface=127.0.0.1"), (0, "127.0.0.1"))
+        self.assertEqual(parseUDPListener("udp:7"), (7, ""))
+        self.assertEqual(
+            parseUDPListener("udp:0:interface=127.0.0.1"), (0, "127.0.0.1")
+        )
 
     def test_quotedIPv6(self) -> None:
         """An IPv6 interface is quoted as in any Twisted endpoint string."""
-        self.assertEqual(parseUDP(r"udp:9:interface=\:\:1"), (9, "::1"))
-
-    def test_sameRulesAsTwisted(self) -> None:
-        """Descriptions split exactly as Twisted's own endpoint parser splits them."""
-        from nbecho.server.udp import _splitDescription
-
-        for description in [
-            "udp:7",
-            r"udp:0:interface=\:\:1",
-            "udp:0:interface=a=b:x",
-            r"udp:1\\2:k=v\=w",
-            "udp::",
-            "udp",
-        ]:
-            args, kwargs = endpointArguments(description)
-            self.assertEqual(_splitDescription(description), (args, kwargs))
+        self.assertEqual(parseUDPListener(r"udp:9:interface=\:\:1"), (9, "::1"))
 
     def test_refused(self) -> None:
         """Anything but udp:PORT[:interface=IP] is a usage error naming the problem."""
@@ -130,7 +116,7 @@ class DescriptionTests(SynchronousTestCase):
             ("udp:0:interface=localhost", "must be an IP address"),
             ("udp:0:interface=::1", "not udp:PORT"),
         ]:
-            error = self.assertRaises(usage.UsageError, parseUDP, description)
+            error = self.assertRaises(usage.UsageError, parseUDPListener, description)
             self.assertIn(expected, str(error), description)
 
 

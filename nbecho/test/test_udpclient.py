@@ -17,7 +17,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho.client._udpoptions import parseUDP
+from nbecho.client._udpoptions import parseUDPTarget
 from nbecho.client.cli import EXIT_USAGE, Options, main
 from nbecho.client.datagram import (
     MAX_DATAGRAM,
@@ -26,7 +26,10 @@ from nbecho.client.datagram import (
     DatagramConsole,
     ServerUnreachableError,
 )
-from nbecho.client.stream import PROMPT, OutputClosedError, SessionLostError
+from nbecho.client.stream import OutputClosedError, SessionLostError, prompt
+
+#: The seed's prompt, with its exit word.
+PROMPT = prompt(b"exit")
 
 
 class FakeDatagramSocket:
@@ -343,8 +346,8 @@ class UDPOptionsTests(SynchronousTestCase):
         """
         options = self.parse("--connect", "udp:host=localhost:port=7")
         self.assertEqual(options.udpAddress, ("localhost", 7))
-        self.assertEqual(parseUDP("udp:127.0.0.1:9"), ("127.0.0.1", 9))
-        self.assertEqual(parseUDP(r"udp:port=9:host=\:\:1"), ("::1", 9))
+        self.assertEqual(parseUDPTarget("udp:127.0.0.1:9"), ("127.0.0.1", 9))
+        self.assertEqual(parseUDPTarget(r"udp:port=9:host=\:\:1"), ("::1", 9))
 
     def test_timeoutRetries(self) -> None:
         """
