@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -259,8 +260,6 @@ class Options(usage.Options):
         self["udp"] = _udpListeners(self)
         self["workers"] = checkWorkers(self["workers"], self["listen"])
         self["settings"] = shareLimits(self["settings"], self["workers"])
-        from twisted.internet import reactor
-
         # (option, name for the Ready? line and the log, endpoint string).
         listeners = [("--listen", each, each) for each in self["listen"]]
         if not listeners:
@@ -269,27 +268,47 @@ class Options(usage.Options):
                 for description, name in defaultListeners(port, self["interface"])
             ]
             self["listen"] = [description for _, _, description in listeners]
-        self["backlog"] = listenBacklog()
-        self["endpoints"] = []
-        for option, name, description in listeners:
-            if isUDP(description):
-                continue
-            where = f"{option} {shown(description, 200)}"
-            try:
-                endpoint = listenOn(reactor, description, self["backlog"])
-            except TLSRefusedError as error:
-                # Not a usage error: the option is right, the file is not.
-                raise SystemExit(f"twistd nbecho: {where}: {error}") from None
-            except EndpointError as error:
-                raise usage.UsageError(f"{where}: {error}") from None
-            self["endpoints"].append((name, endpoint))
+        self["listeners"] = [
+            listener for listener in listeners if not isUDP(listener[2])
+        ]
+        # Every endpoint string checked now, on a reactor that never
+        # listens: makeService builds them again on the real one.
+        buildEndpoints(self, MemoryReactor())
         if self["log-format"] not in LOG_FORMATS:
             raise usage.UsageError(
                 f"--log-format takes one of {', '.join(LOG_FORMATS)}, "
                 f"not {self['log-format']!r}"
             )
         if self["metrics"] is not None:
-            self["metricsEndpoint"] = _metricsEndpoint(reactor, self["metrics"])
+            _requireMetrics()
+            _metricsEndpoint(MemoryReactor(), self["metrics"])
+
+
+def buildEndpoints(
+    options: Options, reactor: object
+) -> list[tuple[str, IStreamServerEndpoint]]:
+    """
+    The stream endpoints the options name, each with its name for the
+    C{Ready?} line, made ready to listen on (TLS contexts built, backlogs
+    added).
+
+    @raise twisted.python.usage.UsageError: for an endpoint string that
+        cannot work.
+    @raise SystemExit: with one line, for a TLS file OpenSSL refuses.
+    """
+    backlog = listenBacklog()
+    endpoints = []
+    for option, name, description in options["listeners"]:
+        where = f"{option} {shown(description, 200)}"
+        try:
+            endpoint = listenOn(reactor, description, backlog)
+        except TLSRefusedError as error:
+            # Not a usage error: the option is right, the file is not.
+            raise SystemExit(f"twistd nbecho: {where}: {error}") from None
+        except EndpointError as error:
+            raise usage.UsageError(f"{where}: {error}") from None
+        endpoints.append((name, endpoint))
+    return endpoints
 
 
 def _udpListeners(options: Options) -> list[str]:
@@ -312,13 +331,16 @@ def _udpListeners(options: Options) -> list[str]:
     return found
 
 
-def _metricsEndpoint(reactor: object, description: str) -> IStreamServerEndpoint:
+def _requireMetrics() -> None:
     try:
         import nbecho.deploy.metrics  # noqa: F401 - needs the optional prometheus_client
     except ImportError as error:
         raise usage.UsageError(
             f"--metrics needs {error.name}: pip install 'nbecho[metrics]'"
         ) from None
+
+
+def _metricsEndpoint(reactor: object, description: str) -> IStreamServerEndpoint:
     try:
         # Twisted's default backlog: a scraper connects now and then.
         return listenOn(reactor, description, backlog=None)
@@ -333,8 +355,11 @@ def makeService(options: Options) -> IService:
     The echo server on every endpoint, with the metrics, the JSON log and
     the worker processes the options ask for.
     """
+    from twisted.internet import reactor
+
+    endpoints = buildEndpoints(options, reactor)
     log.info("nbecho {version} starting up", version=__version__)
-    server = buildServer(options["settings"], options["endpoints"])
+    server = buildServer(options["settings"], endpoints)
     server.handleSignals = True
     service: MultiService = server
     if options["log-format"] == "json":
@@ -346,7 +371,8 @@ def makeService(options: Options) -> IService:
     if options["metrics"] is not None:
         from nbecho.deploy.metrics import addMetrics
 
-        addMetrics(server, options["metrics"], options["metricsEndpoint"], pool)
+        endpoint = _metricsEndpoint(reactor, options["metrics"])
+        addMetrics(server, options["metrics"], endpoint, pool)
     # Before twistd forks a daemon: a failure must reach the terminal.
     listenBeforeStart([service])
     return service

@@ -15,6 +15,7 @@ from twisted.internet.endpoints import (
     TCP6ServerEndpoint,
     UNIXServerEndpoint,
 )
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.plugin import getPlugins
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -26,7 +27,7 @@ from nbecho.server.factory import EchoFactory
 from nbecho.server.listening import ListenFailed, ListeningService
 from nbecho.server.service import ServerService
 from nbecho.settings import EchoSettings
-from nbecho.tap import Options, makeService
+from nbecho.tap import Options, buildEndpoints, makeService
 from nbecho.test._helpers import captureLogs, logLines
 
 
@@ -47,6 +48,15 @@ def parse(*argv: str) -> Options:
     options = Options()
     options.parseOptions(list(argv))
     return options
+
+
+def _built(options: Options) -> list[tuple[str, IStreamServerEndpoint]]:
+    """
+    The endpoints C{makeService} would listen on, with the global reactor.
+    """
+    from twisted.internet import reactor
+
+    return buildEndpoints(options, reactor)
 
 
 class OptionErrorTests(SynchronousTestCase):
@@ -87,7 +97,7 @@ class OptionErrorTests(SynchronousTestCase):
         self.assertUsageError(["--port", "65536"], "from 0 to 65535", "'65536'")
         self.assertUsageError(["--port=-1"], "from 0 to 65535", "'-1'")
         for port in ("0", "65535"):
-            [(name, _)] = parse("--port", port, "-i", "127.0.0.1")["endpoints"]
+            [(name, _)] = _built(parse("--port", port, "-i", "127.0.0.1"))
             self.assertEqual(name, f"tcp:{port}:interface=127.0.0.1")
 
     def test_unknownFraming(self) -> None:
@@ -272,12 +282,12 @@ class OptionTests(SynchronousTestCase):
         options = parse()
         self.assertEqual(options["listen"], ["tcp6:9999"])
         self.assertEqual(options["settings"], EchoSettings())
-        [(description, endpoint)] = options["endpoints"]
+        [(description, endpoint)] = _built(options)
         self.assertEqual(description, "tcp6:9999, IPv4 and IPv6")
         assert isinstance(endpoint, TCP6ServerEndpoint)
         self.assertEqual(endpoint._interface, "::")
-        self.assertEqual(endpoint._backlog, options["backlog"])
-        self.assertGreaterEqual(options["backlog"], 1024)
+        self.assertEqual(endpoint._backlog, endpoints.listenBacklog())
+        self.assertGreaterEqual(endpoint._backlog, 1024)
 
     def test_defaultWithoutIPv6(self) -> None:
         """
@@ -285,7 +295,7 @@ class OptionTests(SynchronousTestCase):
         name says so.
         """
         self.patch(endpoints, "probeIPv6", lambda: None)
-        [(description, endpoint)] = parse("-p", "0")["endpoints"]
+        [(description, endpoint)] = _built(parse("-p", "0"))
         self.assertIn("IPv4 only", description)
         self.assertIsInstance(endpoint, TCP4ServerEndpoint)
 
@@ -307,10 +317,10 @@ class OptionTests(SynchronousTestCase):
         string.
         """
         options = parse("--port", "8000", "--interface", "::1")
-        [(name, _)] = options["endpoints"]
+        [(name, _)] = _built(options)
         self.assertEqual(name, "tcp:8000:interface=\\:\\:1")
         options = parse("-i", "127.0.0.1")
-        [(name, _)] = options["endpoints"]
+        [(name, _)] = _built(options)
         self.assertEqual(name, "tcp:9999:interface=127.0.0.1")
 
     def test_listenRepeatable(self) -> None:
@@ -332,7 +342,7 @@ class OptionTests(SynchronousTestCase):
             options["listen"],
             ["tcp:0:interface=127.0.0.1", "unix:/tmp/nbecho-test.sock"],
         )
-        [(first, tcp), (second, unix)] = options["endpoints"]
+        [(first, tcp), (second, unix)] = _built(options)
         self.assertEqual(
             (first, second),
             ("tcp:0:interface=127.0.0.1", "unix:/tmp/nbecho-test.sock"),
@@ -469,10 +479,10 @@ class MakeServiceTests(TestCase):
         assert isinstance(service, MultiService)
         children = list(service)
         self.assertEqual(len(children), 2)
-        for child, (description, endpoint) in zip(children, options["endpoints"]):
+        for child, (description, endpoint) in zip(children, _built(options)):
             assert isinstance(child, ListeningService)
             self.assertEqual(child.description, description)
-            self.assertIs(child.endpoint, endpoint)
+            self.assertIs(type(child.endpoint), type(endpoint))
             self.assertIs(child.factory, children[0].factory)
         self.assertIsInstance(service, ServerService)
         factory = children[0].factory

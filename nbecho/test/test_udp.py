@@ -37,7 +37,7 @@ from nbecho.server.udp import (
 )
 from nbecho.settings import EchoSettings
 from nbecho.stats import EchoStats
-from nbecho.tap import Options
+from nbecho.tap import Options, buildEndpoints
 from nbecho.test._helpers import LogTestCase, captureLogs, logLines
 
 SERVER = ("127.0.0.1", 7777)
@@ -54,6 +54,15 @@ def samples(registry: object) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def _built(options: Options) -> list[tuple[str, Any]]:
+    """
+    The endpoints C{makeService} would listen on, with the global reactor.
+    """
+    from twisted.internet import reactor
+
+    return buildEndpoints(options, reactor)
 
 
 class Transport(FakeDatagramTransport):
@@ -370,14 +379,14 @@ class OptionTests(SynchronousTestCase):
         options.parseOptions(["--listen", "udp:0", "--udp-rate", "0"])
         self.assertEqual(options["udpLimits"], UDPLimits(perSource=0, total=1000))
         self.assertEqual(options["udp"], ["udp:0"])
-        self.assertEqual(options["endpoints"], [])
+        self.assertEqual(_built(options), [])
 
     def test_offByDefault(self) -> None:
         """Without a udp: endpoint nothing listens for datagrams."""
         options = Options()
         options.parseOptions([])
         self.assertEqual(options["udp"], [])
-        names = [d for d, _ in options["endpoints"]]
+        names = [d for d, _ in _built(options)]
         self.assertTrue(names)
         self.assertFalse([name for name in names if "udp" in name], names)
 
@@ -386,7 +395,7 @@ class OptionTests(SynchronousTestCase):
         options = Options()
         options.parseOptions(["--listen", "tcp:0", "--listen", "udp:0"])
         self.assertEqual(options["udp"], ["udp:0"])
-        self.assertEqual([d for d, _ in options["endpoints"]], ["tcp:0"])
+        self.assertEqual([d for d, _ in _built(options)], ["tcp:0"])
 
     def test_errors(self) -> None:
         """Bad UDP options are one usage line: numbers, endpoints, --workers."""
