@@ -1,6 +1,7 @@
 """
-nbecho-client: the command line (L{nbecho.client.cli}), the stream session
-with its C{LineReceiver}s on the network and on standard input
+nbecho-client: the command line (L{nbecho.client.cli}), standard input and
+output whichever session runs (L{nbecho.client.terminal}), the stream
+session with its C{LineReceiver}s on the network and on standard input
 (L{nbecho.client.stream}) and the datagram session over UDP
 (L{nbecho.client.datagram}).
 

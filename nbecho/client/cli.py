@@ -53,16 +53,14 @@ from nbecho import __version__
 from nbecho._tls import isOpenSSLError, openSSLReasons
 from nbecho.client._udpoptions import udpOptions, udpSession
 from nbecho.client.datagram import ServerUnreachableError
-from nbecho.client.stream import (
-    Console,
-    EchoClient,
+from nbecho.client.stream import Console, EchoClient, overTLS
+from nbecho.client.terminal import (
     OutputClosedError,
     SessionLostError,
     StdioModes,
     endBySignal,
     endingSignals,
     endOnSignals,
-    overTLS,
     prompt,
 )
 

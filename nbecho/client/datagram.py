@@ -25,12 +25,10 @@ from twisted.internet.interfaces import (
     IUDPTransport,
 )
 from twisted.internet.protocol import DatagramProtocol, connectionDone
-from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from nbecho._typing import IStreamTransport
-from nbecho.client.stream import OutputClosedError, SessionLostError
+from nbecho.client.terminal import OutputClosedError, SessionLostError, StdioLines
 
 #: The largest UDP payload over IPv4; over IPv6 it is 20 bytes more.
 MAX_DATAGRAM = 65507
@@ -99,7 +97,7 @@ class _InFlight:
 
 
 @implementer(IHalfCloseableProtocol, IPushProducer)
-class DatagramConsole(LineReceiver):
+class DatagramConsole(StdioLines):
     """
     Standard input and output of a UDP session: send each input line as one
     datagram, without its newline, and print each echo followed by one.
@@ -116,10 +114,7 @@ class DatagramConsole(LineReceiver):
         dropped when they do rather than taken as the next line's echo.
     """
 
-    delimiter = b"\n"
     MAX_LENGTH = MAX_DATAGRAM
-
-    transport: IStreamTransport
 
     def __init__(
         self,
@@ -154,17 +149,8 @@ class DatagramConsole(LineReceiver):
         self.transport.registerProducer(self, True)
         self.showPrompt()
 
-    def write(self, data: bytes) -> None:
-        if data:
-            self.atLineStart = data.endswith(b"\n")
-            self.transport.write(data)
-
     def idle(self) -> bool:
         return self.inFlight is None and not self.queue
-
-    def showPrompt(self) -> None:
-        if self.sending and self.idle():
-            self.write(self.prompt)
 
     def lineReceived(self, line: bytes) -> None:
         if self.sending:

@@ -1,15 +1,9 @@
 """
-The two ends of a client session: the socket to the server (L{EchoClient})
-and standard input and output (L{Console}), and how the client process ends
-when interrupted.
+The two ends of a stream session: the socket to the server (L{EchoClient})
+and standard input and output (L{Console}).
 """
 
 from __future__ import annotations
-
-import fcntl
-import os
-import signal
-from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
@@ -20,28 +14,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from nbecho._typing import IStreamTransport
-
-
-class SessionLostError(Exception):
-    """
-    The connection ended before the session did.
-    """
-
-
-class OutputClosedError(Exception):
-    """
-    Standard output was closed: nobody reads the echoes any more.
-    """
-
-
-def prompt(exitWord: bytes) -> bytes:
-    """
-    The prompt shown on a terminal: the seed's, naming the exit word the
-    client was given, so that the user knows which word ends the session.
-    """
-    if not exitWord:
-        return b"send server: "
-    return b'send server (exit is "' + exitWord + b'"): '
+from nbecho.client.terminal import OutputClosedError, SessionLostError, StdioLines
 
 
 @implementer(IHandshakeListener)
@@ -86,7 +59,7 @@ class EchoClient(LineReceiver):
 
 
 @implementer(IHalfCloseableProtocol)
-class Console(LineReceiver):
+class Console(StdioLines):
     """
     Standard input and output: send each input line, print each echo.
 
@@ -94,17 +67,9 @@ class Console(LineReceiver):
     then stops sending, half-closes the socket and waits for the server to
     echo the rest and close.
 
-    @ivar prompt: the prompt shown before each line, or C{b""} when input is
-        not a terminal.
-    @ivar atLineStart: whether the last byte written to stdout ended a line;
-        on a terminal the session ends on a new line, so that the shell's
-        prompt does not start after the client's.
     """
 
-    delimiter = b"\n"
     MAX_LENGTH = 16 * 1024 * 1024
-
-    transport: IStreamTransport
 
     def __init__(
         self,
@@ -134,14 +99,8 @@ class Console(LineReceiver):
         self.transport.registerProducer(server, True)
         self.showPrompt()
 
-    def write(self, data: bytes) -> None:
-        if data:
-            self.atLineStart = data.endswith(b"\n")
-            self.transport.write(data)
-
-    def showPrompt(self) -> None:
-        if self.sending and not self.pending:
-            self.write(self.prompt)
+    def idle(self) -> bool:
+        return not self.pending
 
     def lineReceived(self, line: bytes) -> None:
         if not self.sending:
@@ -227,92 +186,6 @@ class Console(LineReceiver):
             self.done.callback(None)
         else:
             self.done.errback(SessionLostError(self.error))
-
-
-class StdioModes:
-    """
-    The file status flags of standard input and output as the client found
-    them, to put back when it ends: Twisted's stdio makes them non-blocking,
-    and on a terminal they are shared with the shell and whatever it runs
-    next.
-    """
-
-    def __init__(self, flags: dict[int, int]) -> None:
-        self.flags = flags
-
-    @classmethod
-    def save(cls, fds: tuple[int, ...] = (0, 1)) -> StdioModes:
-        flags = {}
-        for fd in fds:
-            try:
-                flags[fd] = fcntl.fcntl(fd, fcntl.F_GETFL)
-            except OSError:
-                pass  # closed: nothing to put back
-        return cls(flags)
-
-    def restore(self) -> None:
-        for fd, flags in self.flags.items():
-            try:
-                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
-            except OSError:
-                pass  # closed meanwhile: nothing to put back
-
-
-#: The signals that end the client at once, as they end C{nc}.
-ENDING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def endingSignals() -> list[signal.Signals]:
-    """
-    The signals of L{ENDING_SIGNALS} not ignored: a shell runs background
-    jobs with SIGINT ignored so that Ctrl-C spares them, and so must it stay.
-    Ask before the reactor starts: it handles SIGTERM, ignored or not.
-    """
-    return [
-        number
-        for number in ENDING_SIGNALS
-        if signal.getsignal(number) != signal.SIG_IGN
-    ]
-
-
-def endOnSignals(modes: StdioModes, numbers: list[signal.Signals]) -> None:
-    """
-    From now on each of C{numbers} ends the client at once, killed by it,
-    instead of stopping the reactor (which would tear the session down as if
-    the connection had failed).
-    """
-
-    def handler(number: int, frame: Any) -> None:
-        endBySignal(signal.Signals(number), modes)
-
-    for number in numbers:
-        signal.signal(number, handler)
-
-
-def endBySignal(number: signal.Signals, modes: StdioModes) -> None:
-    """
-    End as the user asked, after putting stdio back as it was.
-
-    Ctrl-C (SIGINT) exits with status 130, the status shells report for it,
-    after starting a new line on the terminal (the shell's prompt would
-    otherwise follow the C{^C}).  Other signals kill the client as they
-    would a program without a handler, so the shell reports 128 plus the
-    signal number.
-    """
-    modes.restore()
-    if number == signal.SIGINT:
-        for fd in (1, 2):
-            try:
-                if os.isatty(fd):
-                    os.write(fd, b"\n")
-                    break
-            except OSError:
-                pass  # closed: nobody to start a line for
-        os._exit(128 + number)
-    signal.signal(number, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {number})
-    os.kill(os.getpid(), number)
-    os._exit(128 + number)  # only if the signal did not kill us
 
 
 def overTLS(transport: object) -> bool:

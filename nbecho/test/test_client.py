@@ -29,9 +29,8 @@ from nbecho.client.cli import (
     main,
     session,
 )
-from nbecho.client.stream import (
-    Console,
-    EchoClient,
+from nbecho.client.stream import Console, EchoClient
+from nbecho.client.terminal import (
     OutputClosedError,
     SessionLostError,
     StdioModes,

@@ -26,7 +26,7 @@ from nbecho.client.datagram import (
     DatagramConsole,
     ServerUnreachableError,
 )
-from nbecho.client.stream import OutputClosedError, SessionLostError, prompt
+from nbecho.client.terminal import OutputClosedError, SessionLostError, prompt
 
 #: The seed's prompt, with its exit word.
 PROMPT = prompt(b"exit")
