@@ -21,7 +21,6 @@ through C{twisted.logger}'s publisher, so other observers see them all.
 
 from __future__ import annotations
 
-import signal
 import string
 import sys
 from collections.abc import Callable
@@ -142,10 +141,11 @@ class _TwistdLog:
 
 def logDestination(twistdOptions: Any) -> IO[Any]:
     """
-    Where twistd would write its log: C{--logfile}, rotated on C{SIGUSR1} as
-    twistd rotates it; stdout for C{-} or for C{--nodaemon} without
-    C{--logfile}; else C{twistd.log}.  Both of nbecho's observers (this fast
-    text one and C{--log-format json}) replace twistd's, so they write here.
+    Where twistd would write its log: C{--logfile} (L{rotateLogFiles} rotates
+    it on C{SIGUSR1}, as twistd rotates its own); stdout for C{-} or for
+    C{--nodaemon} without C{--logfile}; else C{twistd.log}.  Both of nbecho's
+    observers (this fast text one and C{--log-format json}) replace twistd's,
+    so they write here.
     """
     options = twistdOptions if twistdOptions is not None else {}
     path = options.get("logfile") or ""
@@ -153,19 +153,22 @@ def logDestination(twistdOptions: Any) -> IO[Any]:
         return sys.stdout
     logFile = LogFile.fromFullPath(path or "twistd.log")
     _LOG_FILES.append(logFile)
-    if not signal.getsignal(signal.SIGUSR1):
-
-        def rotateLog(number: int, frame: object) -> None:
-            from twisted.internet import reactor
-
-            reactor.callFromThread(logFile.rotate)  # type: ignore[attr-defined]
-
-        signal.signal(signal.SIGUSR1, rotateLog)
     return logFile
 
 
-#: The log files L{logDestination} opened, for L{reopenLogFiles}.
+#: The log files L{logDestination} opened, for L{reopenLogFiles} and
+#: L{rotateLogFiles}.
 _LOG_FILES: list[LogFile] = []
+
+
+def rotateLogFiles() -> None:
+    """
+    Rotate the log files nbecho writes, as twistd rotates its own on
+    C{SIGUSR1} (the server's signal handler calls this).
+    """
+    for logFile in _LOG_FILES:
+        if not logFile.closed:
+            logFile.rotate()
 
 
 def reopenLogFiles() -> list[str]:

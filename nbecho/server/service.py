@@ -25,7 +25,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 
-from nbecho.logs.textlog import reopenLogFiles
+from nbecho.logs.textlog import reopenLogFiles, rotateLogFiles
 from nbecho.server._errors import inWords
 from nbecho.server._rlimit import raiseFileLimit
 from nbecho.server.factory import EchoFactory
@@ -113,8 +113,8 @@ class ServerService(MultiService):
             signal.signal(signal.SIGUSR1, signal.SIG_IGN)
             return
         signal.signal(signal.SIGHUP, self._onHangUp)
-        # twistd (and nbecho's own text log) rotate the log file on SIGUSR1:
-        # keep doing that, then log the totals.
+        # SIGUSR1 rotates the log files (nbecho's, and twistd's own when its
+        # observer is in use), then logs the totals.
         self._previousUSR1 = signal.signal(signal.SIGUSR1, self._onStatus)
 
     def _onHangUp(self, number: int, frame: Optional[FrameType]) -> None:
@@ -148,8 +148,9 @@ class ServerService(MultiService):
     def _onStatus(self, number: int, frame: Optional[FrameType]) -> None:
         previous = self._previousUSR1
         if callable(previous):
-            previous(number, frame)
+            previous(number, frame)  # twistd's own log rotation, if any
         reactor: Any = self.clock
+        reactor.callFromThread(rotateLogFiles)
         reactor.callFromThread(self.logStatus)
 
     def logStatus(self) -> Deferred[None]:

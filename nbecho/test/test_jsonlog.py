@@ -15,6 +15,7 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python.logfile import LogFile
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from nbecho.logs import textlog
 from nbecho.logs.jsonlog import JSONLinesObserver, JSONLoggingService
 from nbecho.logs.textlog import logDestination
 from nbecho.tap import Options, makeService
@@ -47,6 +48,7 @@ class LogDestinationTests(SynchronousTestCase):
 
     def test_logfile(self) -> None:
         """--logfile names a file that twistd's LogFile rotates."""
+        self.patch(textlog, "_LOG_FILES", [])
         path = self.mktemp()
         destination = logDestination({"logfile": path, "nodaemon": True})
         self.addCleanup(destination.close)

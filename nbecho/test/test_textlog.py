@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 from typing import Any, cast
 
 from hypothesis import given, settings
@@ -32,6 +31,7 @@ from nbecho.logs.textlog import (
     logDestination,
     observerFactory,
     reopenLogFiles,
+    rotateLogFiles,
 )
 
 
@@ -215,8 +215,23 @@ class ReopenTests(TestCase):
 
     def setUp(self) -> None:
         self.patch(_textlog, "_LOG_FILES", [])
-        previous = signal.getsignal(signal.SIGUSR1)
-        self.addCleanup(signal.signal, signal.SIGUSR1, previous)
+
+    def test_rotates(self) -> None:
+        """
+        L{rotateLogFiles} (which SIGUSR1 calls) moves the log to C{PATH.1}
+        and goes on in a new file; a log file already closed is left alone.
+        """
+        path = os.path.abspath(self.mktemp())
+        destination = logDestination({"logfile": path, "nodaemon": False})
+        self.addCleanup(destination.close)
+        closed = logDestination({"logfile": path + ".other", "nodaemon": False})
+        closed.close()
+        destination.write("before\n")
+        rotateLogFiles()
+        destination.write("after\n")
+        destination.flush()
+        with open(path) as new, open(path + ".1") as old:
+            self.assertEqual((new.read(), old.read()), ("after\n", "before\n"))
 
     def test_reopensMovedFile(self) -> None:
         """
