@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 
 from nbecho.deploy.worker import LOG_FD, STATS_KEY, STATS_REQUEST, settingsToJSON
 from nbecho.server.listening import ListeningService
-from nbecho.server.service import ServerService
+from nbecho.server.service import ServerService, cancelling
 from nbecho.settings import EchoSettings
 from nbecho.stats import EchoStats
 
@@ -154,7 +154,7 @@ class _WorkerProtocol(protocol.ProcessProtocol):
         self._asking.append(d)
         self.transport.writeToChild(0, STATS_REQUEST)
         timer = clock.callLater(STATS_TIMEOUT, _fire, d)
-        d.addBoth(_cancel, timer)
+        d.addBoth(cancelling(timer))
         return d
 
     def processEnded(self, reason: Failure) -> None:
@@ -296,7 +296,7 @@ class WorkerPool(Service):
             transport.signalProcess("TERM")
             waiting.append(worker.ended)
             kill = self.clock.callLater(STOP_TIMEOUT, _kill, transport)
-            worker.ended.addBoth(_cancel, kill)
+            worker.ended.addBoth(cancelling(kill))
         if not waiting:
             return succeed(None)
         return DeferredList(waiting)
@@ -305,12 +305,6 @@ class WorkerPool(Service):
 def _fire(d: Deferred[None]) -> None:
     if not d.called:
         d.callback(None)
-
-
-def _cancel(result: object, call: Any) -> object:
-    if call.active():
-        call.cancel()
-    return result
 
 
 def _kill(transport: Any) -> None:

@@ -14,11 +14,12 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import (
+    IDelayedCall,
     IReactorCore,
     IReactorTime,
     IStreamServerEndpoint,
@@ -34,6 +35,8 @@ from nbecho.settings import EchoSettings
 from nbecho.stats import EchoStats
 
 log = Logger(namespace="nbecho")
+
+_T = TypeVar("_T")
 
 SHUTDOWN = "server shutting down"
 
@@ -219,7 +222,7 @@ class ServerService(MultiService):
         if not factory.connections:
             return empty
         cut = self.clock.callLater(self.grace, self._graceOver)
-        empty.addBoth(_cancelling(cut))
+        empty.addBoth(cancelling(cut))
         return empty
 
     def _graceOver(self) -> None:
@@ -288,8 +291,13 @@ def buildServer(
     return server
 
 
-def _cancelling(call: Any) -> Any:
-    def cancel(result: object) -> object:
+def cancelling(call: IDelayedCall) -> Callable[[_T], _T]:
+    """
+    A callback for C{Deferred.addBoth} that cancels C{call} (a timer that
+    acts if the Deferred takes too long) and passes the result on.
+    """
+
+    def cancel(result: _T) -> _T:
         if call.active():
             call.cancel()
         return result
