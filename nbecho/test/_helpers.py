@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import (
@@ -30,6 +30,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from nbecho.server.connection import Connection
 from nbecho.server.factory import EchoFactory
+from nbecho.server.listening import ListeningService
 from nbecho.server.protocol import EchoProtocol
 from nbecho.settings import EchoSettings
 
@@ -278,3 +279,13 @@ async def loopbackPair(
     server = await connected
     await client.made
     return server.transport, client
+
+
+def portOf(service: ListeningService) -> int:
+    """
+    The port number C{service} listens on.
+    """
+    assert service.port is not None
+    address = service.port.getHost()
+    assert isinstance(address, (IPv4Address, IPv6Address))
+    return address.port

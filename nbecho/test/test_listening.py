@@ -12,7 +12,7 @@ import tempfile
 
 from twisted.application.service import MultiService
 from twisted.internet import reactor
-from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
@@ -30,17 +30,7 @@ from zope.interface import implementer
 from nbecho.server.factory import EchoFactory
 from nbecho.server.listening import ListenFailed, ListeningService, listenBeforeStart
 from nbecho.tap import Options
-from nbecho.test._helpers import captureLogs, logLines
-
-
-def portOf(service: ListeningService) -> int:
-    """
-    The port number C{service} listens on.
-    """
-    assert service.port is not None
-    address = service.port.getHost()
-    assert isinstance(address, (IPv4Address, IPv6Address))
-    return address.port
+from nbecho.test._helpers import captureLogs, logLines, portOf
 
 
 def echoFactory() -> EchoFactory:

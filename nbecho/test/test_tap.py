@@ -9,7 +9,7 @@ import socket
 import tempfile
 
 from twisted.application.service import IServiceMaker, MultiService
-from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import (
     TCP4ServerEndpoint,
     TCP6ServerEndpoint,
@@ -29,16 +29,6 @@ from nbecho.server.service import ServerService
 from nbecho.settings import EchoSettings
 from nbecho.tap import Options, buildEndpoints, makeService
 from nbecho.test._helpers import captureLogs, logLines
-
-
-def portOf(service: ListeningService) -> int:
-    """
-    The port number C{service} listens on.
-    """
-    assert service.port is not None
-    address = service.port.getHost()
-    assert isinstance(address, (IPv4Address, IPv6Address))
-    return address.port
 
 
 def parse(*argv: str) -> Options:
