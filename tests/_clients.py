@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import selectors
 import socket
+import struct
 import subprocess
+import threading
 import time
 from typing import IO
 
@@ -158,3 +160,29 @@ def peerOf(sock: socket.socket) -> str:
     """
     host, port = sock.getsockname()[:2]
     return f"{host}:{port}"
+
+
+def reset(sock: socket.socket) -> None:
+    """
+    Close with a TCP reset instead of a FIN.
+    """
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def sendAndHalfClose(sock: socket.socket, payload: bytes) -> bytes:
+    """
+    Send C{payload} and half-close, from a thread, while reading everything
+    that comes back until the server closes: a large payload never waits on
+    an echo nobody reads.
+    """
+
+    def send() -> None:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+
+    writer = threading.Thread(target=send, daemon=True)
+    writer.start()
+    answer = recvAll(sock)
+    writer.join(TIMEOUT)
+    return answer

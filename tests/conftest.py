@@ -14,6 +14,9 @@ Fixtures:
     server it started is stopped when the test ends, whatever happened.
   - C{server}: one server with default options, for tests that need nothing
     special.
+  - C{daemons}: a L{tests._daemons.Daemons} to start real C{twistd nbecho}
+    daemons (without C{-n}) in the test's directory; whatever still runs is
+    stopped after the test.
 
 Helpers to find console scripts (C{script}) and Debian tools (C{tool}) and
 to wait for a condition (C{waitFor}) live in L{tests._servers}; those to run
@@ -30,6 +33,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._daemons import Daemons
 from tests._servers import RunningServer, ServerFactory
 
 
@@ -46,6 +50,19 @@ def nbechoServer(tmp_path: Path) -> Iterator[ServerFactory]:
         yield servers
     finally:
         servers.stopAll()
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Daemons]:
+    """
+    Start real daemons in C{tmp_path}; stop whatever still runs there after
+    the test.
+    """
+    started = Daemons(tmp_path)
+    try:
+        yield started
+    finally:
+        started.stopAll()
 
 
 @pytest.fixture

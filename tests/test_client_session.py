@@ -5,16 +5,12 @@ C{exit} word, the terminal prompt, and the exit codes a script relies on.
 
 from __future__ import annotations
 
-import os
-import pty
-import select
 import signal
 import subprocess
-import termios
-import time
 
 from tests._clients import readLine, runClient, startClient
 from tests._servers import TIMEOUT, RunningServer, ServerFactory, freePort, script
+from tests._terminal import Terminal
 
 #: The prompt a terminal shows, the seed's with its exit word.
 PROMPT = b'send server (exit is "exit"): '
@@ -75,47 +71,17 @@ def _runInTerminal(port: int, keys: list[bytes]) -> tuple[int, bytes]:
     """
     Run C{nbecho-client} on a pseudo-terminal with the terminal's own echo
     off (so every byte read back came from the client), type each of C{keys}
-    once the previous answer arrived, and return the exit status and all
-    output.
+    once the prompt is back, and return the exit status and all output.
     """
-    controller, terminal = pty.openpty()
-    attributes = termios.tcgetattr(terminal)
-    attributes[3] &= ~termios.ECHO
-    termios.tcsetattr(terminal, termios.TCSANOW, attributes)
-    client = subprocess.Popen(
-        [script("nbecho-client"), "--port", str(port)],
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-        start_new_session=True,
-    )
-    os.close(terminal)
-    output = b""
-    deadline = time.monotonic() + TIMEOUT
+    terminal = Terminal([script("nbecho-client"), "--port", str(port)], echo=False)
     try:
-        pending = list(keys)
-        while time.monotonic() < deadline:
-            if pending and output.endswith(PROMPT):
-                os.write(controller, pending.pop(0))
-            ready, _, _ = select.select([controller], [], [], 0.1)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:  # EIO: the client closed the terminal
-                break
-            if not chunk:
-                break
-            output += chunk
-        else:
-            raise AssertionError(f"terminal session still running: {output!r}")
-        status = client.wait(TIMEOUT)
+        for count, key in enumerate(keys, 1):
+            terminal.waitFor(PROMPT, count=count)
+            terminal.type(key)
+        status = terminal.wait()
     finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
-        os.close(controller)
-    return status, output
+        terminal.close()
+    return status, terminal.output
 
 
 def test_terminalShowsThePrompt(server: RunningServer) -> None:

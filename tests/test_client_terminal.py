@@ -7,90 +7,14 @@ positional C{HOST [PORT]} and C{--version}.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import select
 import signal
 import subprocess
-import termios
-import time
 
 from nbecho import __version__
 from tests._clients import readLine, runClient, startClient
 from tests._servers import TIMEOUT, RunningServer, ServerFactory, script, tool
-
-
-class Terminal:
-    """
-    A program run as the session leader of a new pseudo-terminal, with it
-    as its controlling terminal, standard input, output and error.
-    """
-
-    def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
-        self.master, slave = os.openpty()
-
-        def takeTerminal() -> None:
-            os.setsid()
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-        self.process = subprocess.Popen(
-            command,
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            preexec_fn=takeTerminal,
-            env=env,
-        )
-        # Kept open to read the terminal's flags once the program is gone.
-        self.slave = slave
-        self.output = b""
-
-    def type(self, keys: bytes) -> None:
-        """
-        Type C{keys}: control characters go through the line discipline.
-        """
-        os.write(self.master, keys)
-
-    def waitFor(self, text: bytes, timeout: float = TIMEOUT) -> None:
-        """
-        Read the terminal until C{text} has appeared, or fail.
-        """
-        deadline = time.monotonic() + timeout
-        while text not in self.output:
-            left = deadline - time.monotonic()
-            assert left > 0, f"{text!r} not seen in {self.output!r}"
-            if select.select([self.master], [], [], left)[0]:
-                try:
-                    self.output += os.read(self.master, 65536)
-                except OSError:  # EIO: the program is gone
-                    assert text in self.output, self.output
-                    return
-
-    def wait(self) -> int:
-        """
-        Wait for the program to end; read what it left on the terminal.
-        """
-        code = self.process.wait(TIMEOUT)
-        time.sleep(0.2)
-        while select.select([self.master], [], [], 0)[0]:
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            self.output += chunk
-        return code
-
-    def close(self) -> None:
-        """
-        Kill the program if it still runs, and close the terminal.
-        """
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        os.close(self.master)
-        os.close(self.slave)
+from tests._terminal import Terminal
 
 
 def client(server: RunningServer, *args: str) -> list[str]:
@@ -111,7 +35,7 @@ def test_ctrlCOnTerminal(server: RunningServer) -> None:
         terminal.type(b"\x03")
         assert terminal.wait() == 130
         assert terminal.output == b'send server (exit is "exit"): ^C\r\n'
-        assert os.get_blocking(terminal.slave)
+        assert terminal.blockingAfter
     finally:
         terminal.close()
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests._clients import lines, readLine, runClient, startClient
 from tests._servers import TIMEOUT, script, tool
-from tests.test_client_terminal import Terminal
+from tests._terminal import Terminal
 
 EXIT_UNREACHABLE = 1
 EXIT_USAGE = 2

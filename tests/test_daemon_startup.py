@@ -13,26 +13,10 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests._daemons import DAEMON_START, PIDFILE, Daemons, DaemonStart
 from tests._servers import tool, waitFor
-
-
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    """
-    Start real daemons in C{tmp_path}; stop whatever still runs there after
-    the test.
-    """
-    started = Daemons(tmp_path)
-    try:
-        yield started
-    finally:
-        started.stopAll()
 
 
 def assertFailedStart(daemons: Daemons, result: DaemonStart, *named: str) -> None:

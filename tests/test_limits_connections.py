@@ -8,12 +8,11 @@ from __future__ import annotations
 import re
 import socket
 import threading
-import time
 
 import pytest
 
 from tests._clients import assertEchoes, peerOf, recvAll, recvExactly
-from tests._servers import ServerFactory
+from tests._servers import ServerFactory, waitFor
 from tests._stress import (
     PATIENCE,
     assertHealthy,
@@ -147,7 +146,12 @@ def test_gracefulShutdown(nbechoServer: ServerFactory) -> None:
     assert recvExactly(partial, 9) == b"complete\n"
     for client in clients:
         assert client.started.wait(PATIENCE)
-    time.sleep(0.5)
+    # Every pipeline is flowing both ways when the signal comes.
+    waitFor(
+        lambda: all(len(client.received) > 1000 for client in clients),
+        "every client to receive echoes",
+        PATIENCE,
+    )
     assert server.stop() == 0
     assert recvAll(partial) == b"partial"  # after b"complete\n"
     partial.close()

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import random
 import socket
-import struct
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests._clients import peerOf, recvAll, recvExactly
+from tests._clients import peerOf, recvAll, recvExactly, reset, sendAndHalfClose
 from tests._servers import RunningServer, ServerFactory
 from tests._stress import LISTEN, PATIENCE, assertHealthy, bystanders
 
@@ -45,25 +44,9 @@ def _echoed(server: RunningServer, payload: bytes) -> bytes:
     """
     with server.connect() as sock:
         peer = peerOf(sock)
-
-        def send() -> None:
-            sock.sendall(payload)
-            sock.shutdown(socket.SHUT_WR)
-
-        writer = threading.Thread(target=send, daemon=True)
-        writer.start()
-        answer = recvAll(sock)
-        writer.join(PATIENCE)
+        answer = sendAndHalfClose(sock, payload)
     server.waitForLog(rf"close {peer} \(client finished sending\)")
     return answer
-
-
-def _reset(sock: socket.socket) -> None:
-    """
-    Close with a TCP reset instead of a FIN.
-    """
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
 
 
 def test_connectAndClose(sharedServer: RunningServer) -> None:
@@ -85,7 +68,7 @@ def test_connectAndReset(sharedServer: RunningServer) -> None:
     with bystanders(sharedServer):
         sock = sharedServer.connect()
         peer = peerOf(sock)
-        _reset(sock)
+        reset(sock)
         sharedServer.waitForLog(rf"close {peer} \(")
     assertHealthy(sharedServer)
 
@@ -162,7 +145,7 @@ def test_resetWithOutputQueued(sharedServer: RunningServer) -> None:
                 sock.sendall(line * 64)
         except socket.timeout:
             pass
-        _reset(sock)
+        reset(sock)
         sharedServer.waitForLog(rf"close {peer} \(")
     assertHealthy(sharedServer)
 
@@ -209,9 +192,10 @@ def test_exitAmidUnreadInput(sharedServer: RunningServer) -> None:
         sharedServer.waitForLog(
             rf"Read Data {peer}( exit|: [\d,]+ more messages? .* not logged)"
         )
-        time.sleep(1.5)
-        answer = recvAll(sock)
+        # Still not reading: the writer ends once the server has taken (or
+        # refused) the rest of the input.
         writer.join(PATIENCE)
+        answer = recvAll(sock)
     assert answer == before + b"exit\n"
     sharedServer.waitForLog(rf"close {peer} \(exit word\)")
     assertHealthy(sharedServer)

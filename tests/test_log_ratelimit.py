@@ -19,7 +19,7 @@ import threading
 
 import pytest
 
-from tests._clients import lines, peerOf, recvAll
+from tests._clients import lines, peerOf, sendAndHalfClose
 from tests._servers import RunningServer, ServerFactory, waitFor
 from tests._stress import PATIENCE
 from tests.test_metrics import scrape, value
@@ -45,15 +45,7 @@ def _send(server: RunningServer, payload: bytes) -> tuple[str, bytes]:
     """
     with socket.create_connection(("127.0.0.1", server.port), PATIENCE) as sock:
         peer = peerOf(sock)
-
-        def write() -> None:
-            sock.sendall(payload)
-            sock.shutdown(socket.SHUT_WR)
-
-        writer = threading.Thread(target=write, daemon=True)
-        writer.start()
-        echoed = recvAll(sock)
-        writer.join(PATIENCE)
+        echoed = sendAndHalfClose(sock, payload)
     return peer, echoed
 
 

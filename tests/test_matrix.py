@@ -35,6 +35,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from tests._clients import reset
 from tests._servers import (
     RunningServer,
     ServerFactory,
@@ -280,13 +281,6 @@ def _bounded(count: int) -> Iterator[int]:
         yield index
 
 
-def _reset(sock: socket.socket) -> None:
-    sock.setsockopt(
-        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-    )
-    sock.close()
-
-
 def churn(surface: Surface) -> None:
     """
     Connect and reset, over and over, as a port scanner or a broken client.
@@ -294,7 +288,7 @@ def churn(surface: Surface) -> None:
     for index in _bounded(CHURN):
         sock = surface.raw()
         if index % 2:
-            _reset(sock)
+            reset(sock)
         else:
             sock.close()
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import random
 import socket
-import struct
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests._clients import recvAll
+from tests._clients import recvAll, reset
 from tests._servers import RunningServer, ServerFactory, portOf, waitFor
 from tests._stress import PATIENCE, openFiles
 from tests.test_metrics import scrape, value
@@ -41,14 +40,6 @@ def _connect(port: int, timeout: float = 10.0) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     sock.settimeout(timeout)
     return sock
-
-
-def _reset(sock: socket.socket) -> None:
-    """
-    Close with a TCP reset instead of a FIN.
-    """
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
 
 
 def _untilClosed(sock: socket.socket) -> None:
@@ -79,7 +70,7 @@ def _sendThen(payload: bytes, end: str) -> Callable[[int], None]:
             if end in ("wait", "halfclose"):
                 _untilClosed(sock)
             elif end == "reset":
-                _reset(sock)
+                reset(sock)
         except OSError:
             pass  # the server may reset a refused connection first
         finally:

@@ -20,10 +20,6 @@ import os
 import re
 import signal
 import socket
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tests._clients import assertEchoes
 from tests._daemons import LOGFILE, PIDFILE, Daemons
@@ -31,19 +27,6 @@ from tests._servers import TIMEOUT, ServerFactory, waitFor
 
 #: Bound of the wait for a signal's effect.
 SIGNAL_WAIT = 10.0
-
-
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    """
-    Start real daemons in C{tmp_path}; stop whatever still runs there after
-    the test.
-    """
-    started = Daemons(tmp_path)
-    try:
-        yield started
-    finally:
-        started.stopAll()
 
 
 def _traffic(port: int) -> list[socket.socket]:

@@ -11,14 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 
-from tests._servers import freePort, tool
+from tests._servers import freePort, tool, waitFor
 
 
 class Workers(NamedTuple):
@@ -38,15 +37,32 @@ TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 def _waitFor(
     path: Path, pattern: str, count: int = 1, timeout: float = 60
 ) -> list[str]:
-    deadline = time.monotonic() + timeout
+    """
+    Wait until C{pattern} matches C{count} times in the log at C{path};
+    return the matches.
+    """
     found: list[str] = []
-    while time.monotonic() < deadline:
-        text = path.read_text("utf-8", "replace") if path.exists() else ""
-        found = re.findall(pattern, text)
-        if len(found) >= count:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"{pattern!r} x{count} not in log:\n{text}")
+
+    def text() -> str:
+        return path.read_text("utf-8", "replace") if path.exists() else ""
+
+    def enough() -> bool:
+        found[:] = re.findall(pattern, text())
+        return len(found) >= count
+
+    waitFor(enough, f"{pattern!r} x{count} in the log", timeout, text)
+    return found
+
+
+def _echoes(port: int, line: bytes) -> bool:
+    """
+    Whether a client gets C{line} back from C{port}; C{False} while nothing
+    listens there yet.
+    """
+    try:
+        return _echo(port, line) == line
+    except ConnectionRefusedError:
+        return False
 
 
 def _alive(pid: int) -> bool:
@@ -170,14 +186,8 @@ def test_systemdSocket(tmp_path: Path) -> None:
     )
     pids: list[int] = []
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                # The first client makes systemd-socket-activate start twistd.
-                assert _echo(port, b"first\n") == b"first\n"
-                break
-            except ConnectionRefusedError:
-                time.sleep(0.05)
+        # The first client makes systemd-socket-activate start twistd.
+        waitFor(lambda: _echoes(port, b"first\n"), "the first echo", 30)
         pids = [int(p) for p in _waitFor(log, r"worker \d started, pid (\d+)")]
         _waitFor(log, r"worker 2\] Ready\?")
         assert _servedBy(log, port, 2) == {"", " worker 2"}
@@ -205,10 +215,7 @@ def test_sigtermStopsAll(
     assert _echo(port, b"before\n") == b"before\n"
     server.send_signal(signal.SIGTERM)
     server.wait(60)
-    deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not [pid for pid in pids if _alive(pid)]
+    waitFor(lambda: not any(_alive(pid) for pid in pids), "every worker to end", 30)
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=30)
     # Each worker stopped cleanly on the SIGTERM passed on to it, not killed.
@@ -226,10 +233,7 @@ def test_workerStopsWithoutParent(
     server, pids = workers.server, workers.pids
     server.kill()
     server.wait(60)
-    deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not [pid for pid in pids if _alive(pid)]
+    waitFor(lambda: not any(_alive(pid) for pid in pids), "every worker to end", 30)
 
 
 @pytest.mark.parametrize(
