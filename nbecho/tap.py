@@ -28,7 +28,7 @@ from nbecho.logs.jsonlog import (
     JSONLinesObserver,
     JSONLoggingService,
 )
-from nbecho.logs.textlog import logDestination, useFastTextLog
+from nbecho.logs.textlog import checkLogDestination, logDestination, useFastTextLog
 from nbecho.server.listening import listenBeforeStart
 from nbecho.server.service import buildServer
 from nbecho.server.udp import (
@@ -257,6 +257,7 @@ class Options(usage.Options):
             proxyTimeout=seconds("proxy-timeout", self["proxy-timeout"]),
         )
         useFastTextLog(self)
+        checkLogDestination(self)
         self["udp"] = _udpListeners(self)
         self["workers"] = checkWorkers(self["workers"], self["listen"])
         self["settings"] = shareLimits(self["settings"], self["workers"])
