@@ -158,13 +158,14 @@ class GuardedOutput:
     """
 
     def __init__(self, outFile: IO[Any], path: str) -> None:
-        self._outFile = outFile
+        #: The file written: a L{RegularLogFile}, or standard output.
+        self.outFile = outFile
         self._path = path
         self._lineFailed = False
 
     def write(self, data: str) -> None:
         try:
-            self._outFile.write(data)
+            self.outFile.write(data)
         except OSError as error:
             self._lineFailed = True
             LOG_WRITE_FAILURES.failed(self._path, error)
@@ -174,7 +175,10 @@ class GuardedOutput:
         # already counted, whether or not its flush fails too.
         lineFailed, self._lineFailed = self._lineFailed, False
         try:
-            self._outFile.flush()
+            self.outFile.flush()
         except OSError as error:
             if not lineFailed:
                 LOG_WRITE_FAILURES.failed(self._path, error)
+
+    def close(self) -> None:
+        self.outFile.close()

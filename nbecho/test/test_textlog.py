@@ -183,7 +183,7 @@ class InstallTests(TestCase):
         """
         self.parse("-n", "nbecho", "--port", "0")
         observer: Any = observerFactory()
-        self.assertEqual(observer._outFile, __import__("sys").stdout)
+        self.assertIs(observer._outFile.outFile, __import__("sys").stdout)
 
     def test_ownLogger(self) -> None:
         """
