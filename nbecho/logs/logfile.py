@@ -89,7 +89,7 @@ class RegularLogFile(LogFile):
 class WriteFailures:
     """
     The log lines lost to write errors, reported on standard error at most
-    once every L{interval} seconds: the first failure at once, and then the
+    once every C{interval} seconds: the first failure at once, and then the
     lines lost since with the next failure after the interval.
 
     Standard error is the only place left to say it: the log is the file
@@ -97,6 +97,7 @@ class WriteFailures:
     C{/dev/null}, and the metric (C{nbecho_log_write_errors_total}) remains.
     """
 
+    #: Seconds between two reports on standard error.
     interval = 60.0
 
     def __init__(
