@@ -23,6 +23,7 @@ version = ".".join(release.split(".")[:2])
 extensions = [
     "sphinx.ext.autodoc",
     "epytext",
+    "optiontable",
 ]
 
 root_doc = "index"
