@@ -29,8 +29,11 @@ extensions = [
 root_doc = "index"
 exclude_patterns = ["_build"]
 templates_path: list[str] = []
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["nbecho.css"]
 html_theme = "alabaster"
+# Commands and messages are quoted as typed: '' stays two apostrophes.
+smartquotes = False
 html_title = f"nbecho {release}"
 
 # Docstrings are Twisted-style epytext: the local "epytext" extension turns

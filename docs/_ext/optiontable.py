@@ -31,15 +31,14 @@ def optionRows(optionsClass: type[Any]) -> list[tuple[str, str, str]]:
         if key != longName and len(key) == 1:
             short[longName] = key
     rows = []
-    for spec in sorted(options.longOpt):
+    for spec in sorted(options.longOpt, key=lambda spec: spec.rstrip("=")):
         parameter = spec.endswith("=")
         name = spec.rstrip("=")
         names = f"--{name}=" if parameter else f"--{name}"
         if name in short:
             names = f"-{short[name]}, {names}"
         default = options.defaults.get(name) if parameter else None
-        shown = "" if default is None else repr(default) if default == "" else default
-        rows.append((names, " ".join(str(options.docs[name]).split()), str(shown)))
+        rows.append((names, " ".join(str(options.docs[name]).split()), default or ""))
     return rows
 
 
