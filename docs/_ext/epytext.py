@@ -359,7 +359,7 @@ def _attrsDefault(cls: Any, name: str) -> str:
     if default.takes_self:  # type: ignore[attr-defined]
         try:
             return repr(getattr(cls(), name))
-        except Exception:
+        except (TypeError, ValueError):  # other fields have no default
             pass
     factory = default.factory  # type: ignore[attr-defined]
     return f"{getattr(factory, '__qualname__', repr(factory))}()"
