@@ -120,3 +120,16 @@ def test_siteHasTheQuickStart(builtDocs: Path) -> None:
     assert "twistd -n nbecho --port 9999" in front
     assert "printf 'hello, nbecho\\nexit\\n' | nbecho-client" in front
     assert "README.rst" not in front
+
+
+def test_readmeIsAFrontPage() -> None:
+    """
+    README.rst reads in two minutes: at most 120 lines and 600 words, with
+    its quick start, its CI-run test command and links into the docs.
+    """
+    readme = (ROOT / "README.rst").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 120
+    assert len(readme.split()) <= 600
+    assert "\nQuick start\n-----------\n" in readme
+    assert "\n.. test-command\n" in readme and "\n.. docs-command\n" in readme
+    assert "<docs/usage.rst>`_" in readme
