@@ -133,3 +133,18 @@ def test_readmeIsAFrontPage() -> None:
     assert "\nQuick start\n-----------\n" in readme
     assert "\n.. test-command\n" in readme and "\n.. docs-command\n" in readme
     assert "<docs/usage.rst>`_" in readme
+
+
+def test_apiSignaturesShowRealDefaults(builtDocs: Path) -> None:
+    """
+    The API page shows an attrs class's defaults as values, never as the
+    expressions attrs generates (C{attr_dict['framing'].default},
+    C{NOTHING}), and documents every module of C{nbecho.deploy}.
+    """
+    api = html.unescape(
+        re.sub(r"<[^>]+>", "", (builtDocs / "api.html").read_text("utf-8"))
+    )
+    assert "attr_dict[" not in api and "NOTHING" not in api
+    assert "EchoSettings(framing='line', exitWord=b'exit', quiet=False," in api
+    for module in ("endpoints", "proxy", "metrics", "workers"):
+        assert f"nbecho.deploy.{module}" in api
