@@ -98,7 +98,10 @@ RULES: list[tuple[str, str]] = [
     (r"\.venv/bin/pip install", "installs packages"),
     (r"^python -m nbecho\.bench", "a benchmark of minutes: tests/test_bench.py"),
     (r"^\$ nbecho-client$", "a terminal session: tests/test_client_terminal.py"),
-    (r"^\$ twistd nbecho --port", "a daemon's message: tests/test_twistd_cli.py"),
+    (
+        r"^\$ twistd nbecho --port",
+        "a failed daemon start: tests/test_daemon_startup.py",
+    ),
     (r"^\$ curl -s http://127\.0\.0\.1:9100/metrics$", "tests/test_metrics.py"),
     (r"^systemd-socket-activate ", "systemd's socket: tests/test_systemd.py"),
     (r"^(ExecStart=|/opt/nbecho/)", "a systemd unit: tests/test_systemd_unit.py"),
