@@ -19,7 +19,6 @@ The rule these tests hold nbecho to:
 from __future__ import annotations
 
 import os
-import pwd
 import signal
 import socket
 import stat
@@ -32,10 +31,10 @@ import pytest
 from tests._clients import assertEchoes, lines
 from tests._servers import (
     RunningServer,
+    asNobody,
     freePort,
     launch,
     script,
-    tool,
     twistdCommand,
     waitFor,
 )
@@ -51,22 +50,13 @@ REPORT = "nbecho: cannot write the log to "
 
 def _asNobody() -> list[str]:
     """
-    The command prefix that runs a program as user nobody, with only the
-    capability to read every file: the interpreter of the environment
-    running these tests may live under root's home directory, but writing
-    stays nobody's alone.
+    The command prefix that runs a program as user nobody, who may read
+    every file (the interpreter running these tests may live under root's
+    home directory) but write only its own.
     """
     if os.geteuid() != 0:
         pytest.skip("changing to user nobody needs root")
-    nobody = pwd.getpwnam("nobody")
-    return [
-        tool("setpriv", required=True),
-        f"--reuid={nobody.pw_uid}",
-        f"--regid={nobody.pw_gid}",
-        "--clear-groups",
-        "--inh-caps=+dac_read_search",
-        "--ambient-caps=+dac_read_search",
-    ]
+    return asNobody(readEverything=True)
 
 
 def _start(
