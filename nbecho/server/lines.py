@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from twisted.logger import Logger
 
+from nbecho.logs.escape import LOG_LIMIT
 from nbecho.server.protocol import EchoProtocol, withoutTerminator
 
 log = Logger(namespace="nbecho")
@@ -22,18 +23,30 @@ class LineEchoProtocol(EchoProtocol):
     back in one write, terminators included; a partial line waits for the
     rest, up to C{maxLineLength} bytes.
 
-    A partial line is kept in a C{bytearray} that each read extends in
-    place (amortised: CPython over-allocates it), so a read costs what its
-    own bytes cost however much of the line is already buffered; the line
-    is copied out once, when its LF comes, and only the new bytes are
-    searched for that LF.  A list of the reads, joined at the end, would
-    cost as little CPU but some 40 bytes of memory per read: a client
-    trickling a byte a read would make the server hold 40 times the line.
+    What a read costs does not depend on what its lines say: only a line
+    exactly as long as the exit word (and its terminator) is compared with
+    it, and no chunk is ever searched for the word, so an exit word inside
+    a longer line is data.  A line's bytes are copied at most twice on
+    their way back: the tail of a read that ends inside a line is kept, and
+    the line is joined once when its LF comes.  Complete lines of one read
+    go back as a view of that read; a long line is logged from a view too.
+
+    The first piece of a partial line is kept as it was read; a second
+    piece turns it into a C{bytearray} that each read extends in place
+    (amortised: CPython over-allocates it), so a read costs what its own
+    bytes cost however much of the line is already buffered.  A list of
+    the reads, joined at the end, would cost as little CPU but some 40
+    bytes of memory per read: a client trickling a byte a read would make
+    the server hold 40 times the line.
 
     @ivar _partial: the partial line, if any.
+    @cvar splitAbove: a chunk with more lines than this is split at C
+        speed (short lines: one copy is cheaper than a Python loop); one
+        with fewer is walked from LF to LF without copying its lines.
     """
 
-    _partial: bytearray | None = None
+    _partial: bytes | bytearray | None = None
+    splitAbove = 4
 
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
@@ -46,13 +59,13 @@ class LineEchoProtocol(EchoProtocol):
             if not end:
                 self._hold(data)
                 return
-            partial += memoryview(data)[:end]
             self._partial = None
-            if not self._echoLines(bytes(partial)):
+            # The one copy of the line: partial and the read's lines joined.
+            complete = b"".join((partial, memoryview(data)[:end]))
+            if not self._echoLines(complete, len(complete)):
                 return
-        elif end:
-            if not self._echoLines(data[:end] if end < len(data) else data):
-                return
+        elif end and not self._echoLines(data, end):
+            return
         if end < len(data):
             self._hold(data[end:] if end else data)
 
@@ -70,56 +83,119 @@ class LineEchoProtocol(EchoProtocol):
             self._lineTooLong(length)
             return
         if partial is None:
-            self._partial = bytearray(data)
-        else:
+            self._partial = data
+        elif isinstance(partial, bytearray):
             partial += data
+        else:
+            grown = self._partial = bytearray(partial)
+            grown += data
 
-    def _echoLines(self, complete: bytes) -> bool:
+    def _echoLines(self, data: bytes, end: int) -> bool:
         """
-        Echo the complete lines in C{complete}; return C{False} when one of
+        Echo the complete lines C{data[:end]}; return C{False} when one of
         them ended the connection.
+        """
+        count = data.count(b"\n", 0, end)
+        if count > self.splitAbove:
+            return self._echoSplit(data if end == len(data) else data[:end], count)
+        settings = self.settings
+        exitWord = settings.exitWord
+        exitLength = len(exitWord) if exitWord else -1
+        limit = settings.maxLineLength
+        quiet = settings.quiet
+        bodies: list[bytes | memoryview] = []
+        start = 0
+        while start < end:
+            stop = data.index(b"\n", start, end)
+            length = stop - start
+            if length and data[stop - 1] == 0x0D:
+                length -= 1
+            if length > limit:
+                self._echoBefore(data, start, bodies)
+                self._lineTooLong(length)
+                return False
+            if length == exitLength and data.startswith(exitWord, start):
+                bodies.append(exitWord)
+                self._echoBefore(data, stop + 1, bodies)
+                self.close("exit word")
+                return False
+            if not quiet:
+                bodies.append(
+                    data[start : start + length]
+                    if length <= LOG_LIMIT
+                    else memoryview(data)[start : start + length]
+                )
+            start = stop + 1
+        if quiet:
+            self.counted(count)
+        else:
+            self.messagesRead(bodies)
+        self.echoPrefix(data, end)
+        return True
+
+    def _echoBefore(
+        self, data: bytes, end: int, bodies: list[bytes | memoryview]
+    ) -> None:
+        """
+        Echo C{data[:end]}, the lines before the one that ends the
+        connection (the exit word's included), and count or log them.
+        """
+        if not end:
+            return
+        if self.settings.quiet:
+            self.counted(data.count(b"\n", 0, end))
+        else:
+            self.messagesRead(bodies)
+        self.echoPrefix(data, end)
+
+    def _echoSplit(self, complete: bytes, count: int) -> bool:
+        """
+        Echo the C{count} complete lines of C{complete}, many short ones.
         """
         settings = self.settings
         exitWord = settings.exitWord
-        # A too-long line is at least maxLineLength + 1 bytes and its LF.
-        mayEnd = (exitWord and exitWord in complete) or (
-            len(complete) > settings.maxLineLength + 1
-        )
-        if not mayEnd and settings.quiet:
-            # No line can end the connection and none is logged: skip the split.
-            self.counted(complete.count(b"\n"))
-            self.echo(complete)
-            return True
         lines = complete.split(b"\n")
         lines.pop()
-        if not mayEnd and b"\r" not in complete:
-            # Every line is a plain message: log them without a loop here.
-            self.messagesRead(lines)
+        # Only a line as long as the exit word (a CR more for CRLF) can be it.
+        lengths = set(map(len, lines))
+        mayEnd = max(lengths) > settings.maxLineLength or (
+            exitWord and not lengths.isdisjoint((len(exitWord), len(exitWord) + 1))
+        )
+        if not mayEnd:
+            if settings.quiet:
+                self.counted(count)
+            elif b"\r" not in complete:
+                # Every line is a plain message: log them without a loop.
+                self.messagesRead(lines)
+            else:
+                self.messagesRead([withoutTerminator(line) for line in lines])
             self.echo(complete)
             return True
-        bodies: list[bytes] = []
+        return self._echoLinesSlowly(complete, lines)
+
+    def _echoLinesSlowly(self, complete: bytes, lines: list[bytes]) -> bool:
+        """
+        Echo C{lines} up to the first that ends the connection, if any.
+        """
+        settings = self.settings
+        exitWord = settings.exitWord
+        bodies: list[bytes | memoryview] = []
+        end = 0
         for line in lines:
             body = line[:-1] if line.endswith(b"\r") else line
             if len(body) > settings.maxLineLength:
-                self._echoFirst(lines, bodies)
+                self._echoBefore(complete, end, bodies)
                 self._lineTooLong(len(body))
                 return False
             bodies.append(body)
+            end += len(line) + 1
             if exitWord and body == exitWord:
-                self._echoFirst(lines, bodies)
+                self._echoBefore(complete, end, bodies)
                 self.close("exit word")
                 return False
         self.messagesRead(bodies)
         self.echo(complete)
         return True
-
-    def _echoFirst(self, lines: list[bytes], bodies: list[bytes]) -> None:
-        """
-        Echo the lines before the one that ends the connection.
-        """
-        if bodies:
-            self.messagesRead(bodies)
-            self.echo(b"".join(line + b"\n" for line in lines[: len(bodies)]))
 
     def _lineTooLong(self, length: int) -> None:
         limit = self.settings.maxLineLength
@@ -132,7 +208,10 @@ class LineEchoProtocol(EchoProtocol):
         )
         self._partial = None
         # Counted as sent: the close line says what the client received.
-        self.echo(b"error: line too long (limit %d bytes)\n" % (limit,))
+        self.echo(
+            b"error: line too long (limit %d bytes; raise it with "
+            b"--max-line-length)\n" % (limit,)
+        )
         self.close("line too long")
 
     def finish(self, why: str) -> None:

@@ -12,6 +12,7 @@ the lingering close come from L{nbecho.server.connection.Connection}.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from twisted.internet.error import ConnectionDone
@@ -22,7 +23,7 @@ from twisted.python.failure import Failure
 from nbecho._tls import tlsFailure
 from nbecho._typing import IStreamTransport
 from nbecho.logs.batch import info, logMessages
-from nbecho.logs.escape import escapeMessage
+from nbecho.logs.escape import Message, escapeMessage
 from nbecho.logs.ratelimit import LogLimiter, limiterFor
 from nbecho.server._address import formatAddress
 from nbecho.server._fastwrite import fastWriter
@@ -60,6 +61,7 @@ class EchoProtocol(Connection):
     bytesOut = 0
     started = 0.0
     logLimit: LogLimiter | None = None
+    _writesViews = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -68,6 +70,7 @@ class EchoProtocol(Connection):
         self.settings = self.factory.settings
         self.transport.registerProducer(self.transport, True)
         self._write = fastWriter(self.transport)
+        self._writesViews = self._write != self.transport.write
         self.logLimit = limiterFor(self.peer, self.factory)
         log.info("Accept {peer}", peer=self.peer, nbecho_event="accept")
 
@@ -88,7 +91,7 @@ class EchoProtocol(Connection):
         """
         self.messages += count
 
-    def messagesRead(self, messages: list[bytes]) -> None:
+    def messagesRead(self, messages: Sequence[Message]) -> None:
         """
         Count C{messages} and log each, terminator removed, unless quiet or
         over the log rate (L{nbecho.logs.ratelimit}).
@@ -120,6 +123,21 @@ class EchoProtocol(Connection):
         """
         self.bytesOut += len(data)
         self._write(data)
+
+    def echoPrefix(self, data: bytes, end: int) -> None:
+        """
+        Send C{data[:end]} back to the client: as a view of C{data}, not a
+        copy, when the fast writer sends it: a socket takes views, and so
+        does Twisted's own C{write}, but other transports (TLS, the PROXY
+        protocol's wrapper, test transports) are only promised C{bytes}.
+        """
+        if end == len(data):
+            self.echo(data)
+        elif self._writesViews:
+            self.bytesOut += end
+            self._write(memoryview(data)[:end])
+        else:
+            self.echo(data[:end])
 
     def close(self, why: str) -> None:
         """

@@ -253,7 +253,9 @@ class LoggingTests(LogTestCase):
         self.assertEqual(len(closes), 3)
         self.assertIn("(client closed): 0 messages, 0 bytes in, 0 bytes out", closes[0])
         # The error line the client received counts as sent.
-        error = b"error: line too long (limit 3 bytes)\n"
+        error = (
+            b"error: line too long (limit 3 bytes; raise it with --max-line-length)\n"
+        )
         self.assertIn(
             f"(line too long): 0 messages, 4 bytes in, {len(error)} bytes out",
             closes[1],
