@@ -113,7 +113,7 @@ class BackpressureTests(SynchronousTestCase):
         """
         ways = [
             ("line", b"exit\n", False),
-            ("line", b"x" * 70000, False),
+            ("line", b"x" * 140000, False),
             ("line", b"partial", True),
             ("raw", b"exit", False),
             ("raw", b"data", True),
