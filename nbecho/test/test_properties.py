@@ -19,8 +19,8 @@ from nbecho.test._helpers import RecordingTransport, connect
 _examples = settings(max_examples=150, deadline=None, database=None)
 
 # Lines that make framing interesting: empty, near the line limits, with a
-# stray CR, the exit word (alone or inside a longer line), bytes that are not UTF-8, ended by LF, CRLF or
-# nothing at all; or any bytes.
+# stray CR, the exit word (alone or inside a longer line), bytes that are
+# not UTF-8, ended by LF, CRLF or nothing at all; or any bytes.
 _bodies = st.one_of(
     st.integers(0, 14).map(lambda length: b"x" * length),
     st.lists(
