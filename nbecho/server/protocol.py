@@ -69,6 +69,7 @@ class EchoProtocol(Connection):
         self.started = time.monotonic()
         self.settings = self.factory.settings
         self.transport.registerProducer(self.transport, True)
+        _noDelay(self.transport)
         self._write = fastWriter(self.transport)
         self._writesViews = self._write != self.transport.write
         self.logLimit = limiterFor(self.peer, self.factory)
@@ -182,6 +183,22 @@ class EchoProtocol(Connection):
             nbecho_event="close",
         )
         super().connectionLost(reason)
+
+
+def _noDelay(transport: object) -> None:
+    """
+    Turn Nagle's algorithm off, as asyncio and uvloop do for every TCP
+    connection: an echo is sent whole or not at all, and the tail of a
+    large one must not wait for the client's delayed ACK (40 ms on Linux).
+    UNIX sockets and wrappers that do not offer it are left as they are.
+    """
+    setNoDelay = getattr(transport, "setTcpNoDelay", None)
+    if setNoDelay is None:
+        return
+    try:
+        setNoDelay(True)
+    except (OSError, AttributeError, NotImplementedError):
+        pass
 
 
 def withoutTerminator(message: bytes) -> bytes:

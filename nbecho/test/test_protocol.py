@@ -12,8 +12,17 @@ from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from nbecho.server import protocol
+from nbecho.server.factory import EchoFactory
 from nbecho.settings import EchoSettings
-from nbecho.test._helpers import FakeTime, LogTestCase, connect, disconnect
+from nbecho.test._helpers import (
+    PEER,
+    FakeTime,
+    LogTestCase,
+    RecordingTransport,
+    attach,
+    connect,
+    disconnect,
+)
 
 
 class RawFramingTests(SynchronousTestCase):
@@ -274,3 +283,44 @@ class LoggingTests(LogTestCase):
             [formatEvent(e) for e in warnings],
             ["Line too long from 127.0.0.1:40000: 6 bytes, limit 4"],
         )
+
+
+class _NoDelayTransport(RecordingTransport):
+    """
+    A transport that records C{setTcpNoDelay}, or refuses it as a UNIX
+    socket does.
+    """
+
+    noDelay: bool | None = None
+    refuse = False
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        if self.refuse:
+            raise OSError(95, "Operation not supported")
+        self.noDelay = enabled
+
+
+class NoDelayTests(SynchronousTestCase):
+    """
+    Echoes are not held back by Nagle's algorithm.
+    """
+
+    def test_noDelaySet(self) -> None:
+        """
+        A new connection turns Nagle's algorithm off, as asyncio does, so
+        the tail of a large echo does not wait for a delayed ACK.
+        """
+        transport = _NoDelayTransport(PEER)
+        attach(EchoFactory(EchoSettings(), Clock()), PEER, transport)
+        self.assertIs(transport.noDelay, True)
+
+    def test_noDelayRefused(self) -> None:
+        """
+        A transport that cannot turn it off (a UNIX socket) still echoes.
+        """
+        transport = _NoDelayTransport(PEER)
+        transport.refuse = True
+        proto, _ = attach(EchoFactory(EchoSettings(), Clock()), PEER, transport)
+        proto.dataReceived(b"hi\n")
+        self.assertEqual(transport.value(), b"hi\n")
+        self.assertIsNone(transport.noDelay)
