@@ -79,9 +79,11 @@ def availableServers(
         _baseline("wire", py, "wire"),
         _baseline("linereceiver", py, "linereceiver"),
         _baseline("asyncio", py, "asyncio"),
+        _baseline("asyncio-readline", py, "asyncio-readline"),
     ]
     if hasModule(py, "uvloop"):
         specs.append(_baseline("uvloop", py, "uvloop"))
+        specs.append(_baseline("uvloop-readline", py, "uvloop-readline"))
     specs += [
         _nbecho("nbecho-line-quiet", py, "line", True),
         _nbecho("nbecho-line", py, "line", False),
