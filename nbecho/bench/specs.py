@@ -103,10 +103,14 @@ def availableServers(
             _nbecho("pypy-nbecho-line", pypy, "line", False),
         ]
     if other:
-        specs += [
+        # An older nbecho's default line limit may be below the size
+        # scenarios' 100 KiB: give it today's.
+        limit = ("--max-line-length", "131072")
+        for spec in (
             _nbecho("other-nbecho-line-quiet", other, "line", True),
             _nbecho("other-nbecho-line", other, "line", False),
-        ]
+        ):
+            specs.append(attrs.evolve(spec, argv=spec.argv + limit))
     return {spec.name: spec for spec in specs}
 
 

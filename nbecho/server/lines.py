@@ -40,13 +40,15 @@ class LineEchoProtocol(EchoProtocol):
     the server hold 40 times the line.
 
     @ivar _partial: the partial line, if any.
-    @cvar splitAbove: a chunk with more lines than this is split at C
-        speed (short lines: one copy is cheaper than a Python loop); one
-        with fewer is walked from LF to LF without copying its lines.
+    @cvar splitAbove: a chunk with more lines than this, of fewer than
+        C{shortLine} bytes on average, is split at C speed (for short lines
+        one copy is cheaper than a Python loop); any other chunk is walked
+        from LF to LF without copying its lines.
     """
 
     _partial: bytes | bytearray | None = None
     splitAbove = 4
+    shortLine = 256
 
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
@@ -96,7 +98,7 @@ class LineEchoProtocol(EchoProtocol):
         them ended the connection.
         """
         count = data.count(b"\n", 0, end)
-        if count > self.splitAbove:
+        if count > self.splitAbove and end < count * self.shortLine:
             return self._echoSplit(data if end == len(data) else data[:end], count)
         settings = self.settings
         exitWord = settings.exitWord

@@ -458,12 +458,13 @@ class ExitWordCostTests(SynchronousTestCase):
 
     def test_exitAmongManyLines(self) -> None:
         """
-        The exit word among more lines than are walked one by one (the
-        chunk is split) still ends the connection after its own echo, and
-        lines as long as the word but different are data.
+        The exit word among many short lines (the chunk is split) or many
+        long ones (walked) still ends the connection after its own echo,
+        and lines as long as the word but different are data.
         """
-        before = b"".join(b"l%03d\n" % n for n in range(20)) + b"exi\r\nEXIT\n"
-        for quiet in (False, True):
+        short = b"".join(b"l%03d\n" % n for n in range(20)) + b"exi\r\nEXIT\n"
+        long = b"".join(b"%0299d\n" % n for n in range(20)) + b"exi\r\nEXIT\n"
+        for before, quiet in [(b, q) for b in (short, long) for q in (False, True)]:
             proto, transport = connect(EchoSettings(quiet=quiet))
             proto.dataReceived(before + b"exit\r\nafter\n" * 3)
             self.assertEqual(transport.value(), before + b"exit\r\n", quiet)
