@@ -62,8 +62,10 @@ class LineEchoProtocol(EchoProtocol):
                 self._hold(data)
                 return
             self._partial = None
-            # The one copy of the line: partial and the read's lines joined.
-            complete = b"".join((partial, memoryview(data)[:end]))
+            # The line's one copy: partial and the read's lines, joined.
+            # (A join of a memoryview would save copying the read's piece
+            # on CPython, but costs twice as much on PyPy.)
+            complete = b"".join((partial, data if end == len(data) else data[:end]))
             if not self._echoLines(complete, len(complete)):
                 return
         elif end and not self._echoLines(data, end):
@@ -96,19 +98,26 @@ class LineEchoProtocol(EchoProtocol):
         """
         Echo the complete lines C{data[:end]}; return C{False} when one of
         them ended the connection.
+
+        Lines are walked from LF to LF (one C{find} each, no copy); after
+        C{splitAbove} short lines the rest of the chunk is split at C speed
+        instead.  Nothing counts the LFs first: a count is a scan of its
+        own, as costly as the search for them.
         """
-        count = data.count(b"\n", 0, end)
-        if count > self.splitAbove and end < count * self.shortLine:
-            return self._echoSplit(data if end == len(data) else data[:end], count)
         settings = self.settings
         exitWord = settings.exitWord
         exitLength = len(exitWord) if exitWord else -1
         limit = settings.maxLineLength
         quiet = settings.quiet
         bodies: list[bytes | memoryview] = []
+        walked = 0
         start = 0
         while start < end:
-            stop = data.index(b"\n", start, end)
+            if walked == self.splitAbove and start < walked * self.shortLine:
+                return self._echoSplit(data, start, end, bodies, walked)
+            # data[end - 1] is an LF, so no bound is needed; and on PyPy a
+            # find with bounds (or index) costs five times a plain find.
+            stop = data.find(b"\n", start) if start else data.find(b"\n")
             length = stop - start
             if length and data[stop - 1] == 0x0D:
                 length -= 1
@@ -127,9 +136,10 @@ class LineEchoProtocol(EchoProtocol):
                     if length <= LOG_LIMIT
                     else memoryview(data)[start : start + length]
                 )
+            walked += 1
             start = stop + 1
         if quiet:
-            self.counted(count)
+            self.counted(walked)
         else:
             self.messagesRead(bodies)
         self.echoPrefix(data, end)
@@ -150,53 +160,73 @@ class LineEchoProtocol(EchoProtocol):
             self.messagesRead(bodies)
         self.echoPrefix(data, end)
 
-    def _echoSplit(self, complete: bytes, count: int) -> bool:
+    def _echoSplit(
+        self,
+        data: bytes,
+        start: int,
+        end: int,
+        bodies: list[bytes | memoryview],
+        walked: int,
+    ) -> bool:
         """
-        Echo the C{count} complete lines of C{complete}, many short ones.
+        Echo C{data[:end]} of which the lines from C{start} on are many
+        short ones: split them at C speed.  C{walked} lines (C{bodies})
+        came before.
         """
         settings = self.settings
         exitWord = settings.exitWord
-        lines = complete.split(b"\n")
+        rest = data[start:end]
+        lines = rest.split(b"\n")
         lines.pop()
         # Only a line as long as the exit word (a CR more for CRLF) can be it.
         lengths = set(map(len, lines))
         mayEnd = max(lengths) > settings.maxLineLength or (
             exitWord and not lengths.isdisjoint((len(exitWord), len(exitWord) + 1))
         )
-        if not mayEnd:
-            if settings.quiet:
-                self.counted(count)
-            elif b"\r" not in complete:
-                # Every line is a plain message: log them without a loop.
-                self.messagesRead(lines)
-            else:
-                self.messagesRead([withoutTerminator(line) for line in lines])
-            self.echo(complete)
-            return True
-        return self._echoLinesSlowly(complete, lines)
+        if mayEnd:
+            return self._echoLinesSlowly(data, start, lines, bodies, walked)
+        if settings.quiet:
+            self.counted(walked + len(lines))
+        elif b"\r" not in rest:
+            # Every line is a plain message: log them without a loop.
+            self.messagesRead(bodies + lines)  # type: ignore[operator]
+        else:
+            self.messagesRead(bodies + [withoutTerminator(line) for line in lines])
+        self.echoPrefix(data, end)
+        return True
 
-    def _echoLinesSlowly(self, complete: bytes, lines: list[bytes]) -> bool:
+    def _echoLinesSlowly(
+        self,
+        data: bytes,
+        start: int,
+        lines: list[bytes],
+        bodies: list[bytes | memoryview],
+        walked: int,
+    ) -> bool:
         """
-        Echo C{lines} up to the first that ends the connection, if any.
+        Echo C{lines}, which start at C{start} of C{data}, up to the first
+        that ends the connection, if any.
         """
         settings = self.settings
         exitWord = settings.exitWord
-        bodies: list[bytes | memoryview] = []
-        end = 0
+        end = start
         for line in lines:
             body = line[:-1] if line.endswith(b"\r") else line
             if len(body) > settings.maxLineLength:
-                self._echoBefore(complete, end, bodies)
+                self._echoBefore(data, end, bodies)
                 self._lineTooLong(len(body))
                 return False
             bodies.append(body)
             end += len(line) + 1
             if exitWord and body == exitWord:
-                self._echoBefore(complete, end, bodies)
+                self._echoBefore(data, end, bodies)
                 self.close("exit word")
                 return False
-        self.messagesRead(bodies)
-        self.echo(complete)
+        if settings.quiet:
+            self.counted(walked + len(lines))
+        else:
+            self.messagesRead(bodies)
+        self.echoPrefix(data, end)
         return True
 
     def _lineTooLong(self, length: int) -> None:
