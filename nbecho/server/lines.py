@@ -26,10 +26,11 @@ class LineEchoProtocol(EchoProtocol):
     What a read costs does not depend on what its lines say: only a line
     exactly as long as the exit word (and its terminator) is compared with
     it, and no chunk is ever searched for the word, so an exit word inside
-    a longer line is data.  A line's bytes are copied at most twice on
-    their way back: the tail of a read that ends inside a line is kept, and
-    the line is joined once when its LF comes.  Complete lines of one read
-    go back as a view of that read; a long line is logged from a view too.
+    a longer line is data.  Complete lines of one read go back as a view
+    of that read, uncopied; a long line is logged from a view too.  A line
+    that spans reads is copied twice (its first piece kept, its last piece
+    sliced off the read, the two concatenated once its LF comes), three
+    times for what came between.
 
     The first piece of a partial line is kept as it was read; a second
     piece turns it into a C{bytearray} that each read extends in place
@@ -40,10 +41,10 @@ class LineEchoProtocol(EchoProtocol):
     the server hold 40 times the line.
 
     @ivar _partial: the partial line, if any.
-    @cvar splitAbove: a chunk with more lines than this, of fewer than
-        C{shortLine} bytes on average, is split at C speed (for short lines
-        one copy is cheaper than a Python loop); any other chunk is walked
-        from LF to LF without copying its lines.
+    @cvar splitAbove: once this many lines of a chunk, of fewer than
+        C{shortLine} bytes on average, have been walked from LF to LF, the
+        rest is split at C speed (for short lines one copy is cheaper than
+        a Python loop); long lines are walked without copying them.
     """
 
     _partial: bytes | bytearray | None = None
