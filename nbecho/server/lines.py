@@ -48,7 +48,7 @@ class LineEchoProtocol(EchoProtocol):
     """
 
     _partial: bytes | bytearray | None = None
-    splitAbove = 4
+    splitAbove = 1
     shortLine = 256
 
     def dataReceived(self, data: bytes) -> None:
