@@ -29,8 +29,9 @@ def escapeBodies(bodies: Sequence[Message]) -> list[str]:
     C{[escapeMessage(body) for body in bodies]}, computed at C speed for
     the whole list when it is all printable ASCII and no body needs cutting.
 
-    A body to be cut goes one at a time: only its first L{LOG_LIMIT} bytes
-    are looked at, rather than copying all of a long line four times.
+    A body to be cut goes one at a time: only its first
+    L{nbecho.logs.escape.LOG_LIMIT} bytes are looked at, rather than
+    copying all of a long line four times.
     """
     if not bodies:
         return []
