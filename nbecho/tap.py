@@ -103,7 +103,7 @@ class Options(usage.Options):
         [
             "max-line-length",
             None,
-            "65536",
+            "131072",
             "Longest line (terminator excluded) in line framing, at most "
             "1073741824 (1 GiB); a longer one closes the connection.",
         ],

@@ -51,7 +51,7 @@ from nbecho.stats import EchoStats
 log = Logger(namespace="nbecho")
 
 #: Upper bounds of the message size buckets, in bytes: from keystrokes to
-#: the default --max-line-length.
+#: 64 KiB; longer lines, up to --max-line-length, fall in the last one.
 SIZE_BUCKETS = (1, 8, 64, 256, 1024, 4096, 16384, 65536, float("inf"))
 
 
