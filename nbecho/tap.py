@@ -118,8 +118,9 @@ class Options(usage.Options):
             "metrics-max-connections",
             None,
             "10",
-            "Most connections the metrics port holds at once (1-1000); past "
-            "it a newcomer closes the longest idle one, or is refused.",
+            "Most connections the metrics port holds at once (1-32: within "
+            "the descriptors kept beside --max-connections); past it a "
+            "newcomer closes the longest idle one, or is refused.",
         ],
         [
             "metrics-timeout",
@@ -254,7 +255,7 @@ class Options(usage.Options):
                 f"not {self['log-format']!r}"
             )
         self["metricsLimits"] = (
-            number("metrics-max-connections", self["metrics-max-connections"], 1, 1000),
+            number("metrics-max-connections", self["metrics-max-connections"], 1, 32),
             _metricsTimeout(self["metrics-timeout"]),
         )
         if self["metrics"] is not None:

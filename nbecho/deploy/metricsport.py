@@ -4,11 +4,13 @@ The metrics port's HTTP side, bounded like the echo listeners.
 The metrics port is a second server open to whoever can reach it, so it
 gets limits of its own, which echo clients never share:
 
-  - at most L{MetricsSite.connectionLimit} connections
-    (C{--metrics-max-connections}); a connection beyond it closes the one
-    idle longest (no request in progress), or is refused when every one is
+  - at most C{connectionLimit} connections
+    (C{--metrics-max-connections}, at most 32, so that they fit in the
+    descriptors the server keeps beside C{--max-connections}: they never
+    take an echo client's); a connection beyond it closes the one idle
+    longest (no request in progress), or is refused when every one is
     busy;
-  - a connection must send a whole request within L{MetricsSite.timeout}
+  - a connection must send a whole request within C{timeout}
     seconds (C{--metrics-timeout}) of connecting or of its previous answer,
     or it is closed: slow and idle clients alike;
   - no further request is read while an answer waits in the send buffer,
@@ -73,7 +75,7 @@ class MetricsChannel(HTTPChannel):
     def pauseProducing(self) -> None:
         """
         The send buffer is full: stop parsing the requests already read too
-        (L{basic.LineReceiver.paused}), not only reading more, so that they
+        (C{LineReceiver.paused}), not only reading more, so that they
         do not each add an answer to the buffer.
         """
         super().pauseProducing()
