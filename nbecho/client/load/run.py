@@ -19,7 +19,9 @@ from twisted.internet.task import react
 from twisted.python import usage
 
 from nbecho import __version__
+from nbecho.client._udpoptions import resolve
 from nbecho.client.load.connection import LoadProtocol
+from nbecho.client.load.datagram import LoadDatagrams, listenFor
 from nbecho.client.load.figures import Figures, MissingLibraryError
 from nbecho.client.load.messages import Messages
 from nbecho.client.load.options import (
@@ -71,6 +73,16 @@ async def load(reactor: IReactorCore, options: LoadOptions) -> Figures:
     """
     figures = Figures()
     run = buildRun(reactor, options, figures)  # type: ignore[arg-type]
+    if options.udpAddress is not None:
+        host, port = options.udpAddress
+        address = await resolve(reactor, host, port)
+        udp: list[Any] = [
+            LoadDatagrams(reactor, run, options["timeout"])  # type: ignore[arg-type]
+            for _ in range(options["connections"])
+        ]
+        for protocol in udp:
+            listenFor(reactor, address, port, protocol)
+        return await _measure(reactor, options, run, udp)
     try:
         name, endpoint = options.endpoint(reactor)
     except Exception as error:  # noqa: BLE001 - any parse error is a usage error
@@ -90,6 +102,16 @@ async def load(reactor: IReactorCore, options: LoadOptions) -> Figures:
             reasons.append(value.getErrorMessage())
     if not connections:
         raise _fatal(EXIT_UNREACHABLE, f"cannot connect to {name}: {reasons[0]}")
+    return await _measure(reactor, options, run, connections)
+
+
+async def _measure(
+    reactor: IReactorCore, options: LoadOptions, run: Run, connections: list[Any]
+) -> Figures:
+    """
+    Run the load over C{connections}, with the progress line on a terminal.
+    """
+    figures = run.figures
     progress = None
     if not options["no-progress"] and not options["json"] and _terminal():
         progress = Progress(reactor, figures, sys.stderr)  # type: ignore[arg-type]
@@ -170,7 +192,17 @@ def main(argv: Sequence[str]) -> None:
     if options["processes"] > 1:
         from nbecho.client.load.processes import spread
 
-        figures = spread(options)
+        figures, problems = spread(
+            options.argv,
+            options["processes"],
+            options["connections"],
+            options["rate"],
+            options["count"],
+        )
+        for problem in problems:
+            sys.stderr.write(problem + "\n")
+        if not figures.connections:
+            raise SystemExit(EXIT_UNREACHABLE)
         raise SystemExit(report(options, figures))
 
     async def body(reactor: IReactorCore) -> None:
