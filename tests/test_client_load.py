@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 
 from tests._clients import runClient
-from tests._servers import ServerFactory, freePort, tool, waitFor
+from tests._servers import RunningServer, ServerFactory, freePort, script, tool, waitFor
 from tests._terminal import Terminal
 from tests.test_haproxy import Proxied, haproxy  # noqa: F401 - the fixture
 from tests.test_tls import PKI, pki, tlsServer  # noqa: F401 - the fixtures
-from tests._servers import RunningServer, script
 
 #: Every run: a short measured window and a short wait for the last echoes.
 SHORT = ("--duration", "1", "--drain", "2")
@@ -116,7 +115,9 @@ def test_raw_and_count(nbechoServer: ServerFactory) -> None:
 
 def test_socat(peer: Any) -> None:
     """socat's echo (one process per connection) passes verification."""
-    port = peer(tool("socat"), "TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr", "PIPE")
+    port = peer(
+        tool("socat"), "TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr", "PIPE"
+    )
     code, figures, stderr = load(port, "-n", "2", *SHORT)
     assert code == 0, stderr
     assert figures["echoed"] == figures["sent"] > 0
@@ -168,7 +169,7 @@ def test_udp_loss_counted(nbechoServer: ServerFactory) -> None:
     server = nbechoServer(
         "--listen", "udp:0:interface=127.0.0.1", "--udp-rate", "20"
     )  # fmt: skip
-    code, figures, stderr = load(
+    code, figures, _stderr = load(
         None, "--udp", "--port", str(server.port), "--rate", "200",
         "--timeout", "0.5", *SHORT,
     )  # fmt: skip
@@ -233,8 +234,10 @@ def test_processes_merge(nbechoServer: ServerFactory) -> None:
 
 def test_rate_shortfall_warns(peer: Any) -> None:
     """A rate the target cannot echo back is a warning, not a silent shortfall."""
-    port = peer(tool("socat"), "TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr", "PIPE")
-    code, figures, stderr = load(
+    port = peer(
+        tool("socat"), "TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr", "PIPE"
+    )
+    _code, figures, stderr = load(
         port, "--rate", "1000000", "--duration", "0.2", "--drain", "10"
     )
     assert figures["messages_per_second"] < 950000

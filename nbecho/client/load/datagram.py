@@ -41,7 +41,7 @@ class LoadDatagrams(DatagramProtocol):
         expiry = self.clock.callLater(self.timeout, self._expire, message)
         self.inFlight.setdefault(message, deque()).append((sentAt, measured, expiry))
         try:
-            self.transport.write(message)
+            self.transport.write(message, None)
         except OSError:
             # The socket's buffer is full (EAGAIN): the datagram is lost
             # here rather than on the way, and counted so when it expires.
@@ -89,7 +89,7 @@ class LoadDatagrams(DatagramProtocol):
                 lost += measured
         self.inFlight.clear()
         if self.transport is not None:
-            self.transport.stopListening()  # type: ignore[attr-defined]
+            self.transport.stopListening()
         return lost
 
 

@@ -23,8 +23,12 @@ def shares(total: int, parts: int) -> list[int]:
 
 
 def childArguments(
-    argv: Sequence[str], part: int, parts: int, connections: int,
-    rate: float | None, count: int | None,
+    argv: Sequence[str],
+    part: int,
+    parts: int,
+    connections: int,
+    rate: float | None,
+    count: int | None,
 ) -> list[str]:
     """
     The command line of child C{part}: the parent's, then the options that
@@ -45,8 +49,11 @@ def childArguments(
 
 
 def spread(
-    argv: Sequence[str], processes: int, connections: int,
-    rate: float | None, count: int | None,
+    argv: Sequence[str],
+    processes: int,
+    connections: int,
+    rate: float | None,
+    count: int | None,
 ) -> tuple[Figures, list[str]]:
     """
     Run the load in C{processes} children and add up their figures.
@@ -57,8 +64,12 @@ def spread(
     """
     children = [
         subprocess.Popen(
-            [sys.executable, "-m", "nbecho.client.cli", "load",
-             *childArguments(argv, part, processes, connections, rate, count)],
+            [
+                sys.executable,
+                "-m",
+                "nbecho.client.load.run",
+                *childArguments(argv, part, processes, connections, rate, count),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )

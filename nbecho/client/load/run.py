@@ -9,15 +9,16 @@ import platform
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-import twisted
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.internet.task import react
 from twisted.python import usage
+from twisted.python.failure import Failure
 
+import twisted
 from nbecho import __version__
 from nbecho.client._udpoptions import resolve
 from nbecho.client.load.connection import LoadProtocol
@@ -52,7 +53,7 @@ def buildRun(reactor: IReactorTime, options: LoadOptions, figures: Figures) -> R
         options["sizes"],
         "raw" if options["raw"] else "line",
         options["exit-word"],
-        options["seed"] and int(options["seed"]) or 0,
+        (options["seed"] and int(options["seed"])) or 0,
     )
     return Run(
         reactor,
@@ -93,13 +94,14 @@ async def load(reactor: IReactorCore, options: LoadOptions) -> Figures:
     attempts = [endpoint.connect(factory) for _ in range(options["connections"])]
     results = await DeferredList(attempts, consumeErrors=True)
     connections: list[LoadProtocol] = []
-    reasons = []
+    reasons: list[str] = []
     for ok, value in results:
         if ok:
+            assert isinstance(value, LoadProtocol)
             connections.append(value)
         else:
             figures.count("connect")
-            reasons.append(value.getErrorMessage())
+            reasons.append(cast(Failure, value).getErrorMessage())
     if not connections:
         raise _fatal(EXIT_UNREACHABLE, f"cannot connect to {name}: {reasons[0]}")
     return await _measure(reactor, options, run, connections)
@@ -139,8 +141,7 @@ def describe(options: LoadOptions) -> dict[str, Any]:
             "twisted": twisted.__version__,
             "python": f"{platform.python_implementation()} {platform.python_version()}",
         },
-        "target": options["connect"]
-        or f"{options['host']}:{options['port']}",
+        "target": options["connect"] or f"{options['host']}:{options['port']}",
         "connections": options["connections"],
         "processes": options["processes"],
         "size": options["size"],
@@ -184,9 +185,7 @@ def main(argv: Sequence[str]) -> None:
         options.parseOptions(argv)
         Figures()
     except usage.UsageError as error:
-        raise _fatal(
-            EXIT_USAGE, f"{error} (see: nbecho-client load --help)"
-        ) from None
+        raise _fatal(EXIT_USAGE, f"{error} (see: nbecho-client load --help)") from None
     except MissingLibraryError as error:
         raise _fatal(EXIT_USAGE, str(error)) from None
     if options["processes"] > 1:
@@ -212,3 +211,7 @@ def main(argv: Sequence[str]) -> None:
             raise SystemExit(code)
 
     react(lambda reactor: Deferred.fromCoroutine(body(reactor)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -73,6 +73,7 @@ class Run:
         self.index = 0
         self.sending = False
         self.started = self.measureFrom = self.lastEcho = self.lastSent = 0.0
+        self.stoppedAt = 0.0
         self.endAt: float | None = None
         self.timer: IDelayedCall | None = None
         self.done: Deferred[Figures] = Deferred()
@@ -94,9 +95,7 @@ class Run:
         elif self.rate is None:
             if self.endAt is not None:
                 # Closed loop: the end comes even if no echo ever does.
-                self.timer = self.clock.callLater(
-                    self.endAt - now, self._stopSending
-                )
+                self.timer = self.clock.callLater(self.endAt - now, self._stopSending)
             for connection in list(self.connections):
                 self.ready(connection)
         else:
@@ -152,7 +151,8 @@ class Run:
             self.turn += 1
             connection.send(message[0], due, message[1])
             if message[1]:
-                self.lastSent = due
+                # The end of this message's slot in the schedule.
+                self.lastSent = due + interval
             self.index += 1
             due = self.started + self.index * interval
             if not self.sending:  # the send failed the last connection
@@ -185,6 +185,8 @@ class Run:
         if self.done.called:
             return
         wasSending, self.sending = self.sending, False
+        if wasSending:
+            self.stoppedAt = self.clock.seconds()
         if wasSending and self.timer is not None and self.timer.active():
             self.timer.cancel()
             self.timer = None
@@ -204,8 +206,10 @@ class Run:
             unanswered = connection.finish()
             if unanswered:
                 self.figures.count(connection.missing, unanswered)
-        # The measured window: from the end of the warm-up to the last echo,
-        # or to the last message due if echoes stopped coming before.
+        # The measured window: from the end of the warm-up to the end of the
+        # sending (at most the duration), or to the last echo if later.
         end = max(self.lastEcho, self.lastSent)
+        if self.endAt is not None:
+            end = max(end, min(self.stoppedAt, self.endAt))
         self.figures.seconds = max(end - self.measureFrom, 0.0)
         self.done.callback(self.figures)
