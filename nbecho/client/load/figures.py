@@ -63,6 +63,9 @@ class Figures:
     target: float | None = None
     connections: int = 0
     errors: dict[str, int] = attrs.field(factory=dict)
+    #: The CPU the client process used over the run, in cores (1.0: one
+    #: core busy all the time); the busiest process's with --processes.
+    cpu: float = 0.0
 
     def record(self, latency: float, size: int) -> None:
         """
@@ -126,6 +129,7 @@ class Figures:
             "connections": self.connections,
             "latency_ms": self.latencies(),
             "errors": dict(sorted(self.errors.items())),
+            "client_cpu": round(self.cpu, 3),
             "histogram": self.histogram.encode().decode("ascii"),
         }
 
@@ -139,6 +143,7 @@ class Figures:
             target=data["target_rate"],
             connections=data["connections"],
             errors=dict(data["errors"]),
+            cpu=data["client_cpu"],
         )
         figures.histogram.decode_and_add(data["histogram"].encode("ascii"))
         return figures
@@ -154,6 +159,7 @@ class Figures:
         self.bytes += other.bytes
         self.seconds = max(self.seconds, other.seconds)
         self.connections += other.connections
+        self.cpu = max(self.cpu, other.cpu)
         if other.target is not None:
             self.target = (self.target or 0.0) + other.target
         for kind, how in other.errors.items():

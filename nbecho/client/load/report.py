@@ -14,15 +14,29 @@ from nbecho.client.load.connection import ERRORS
 from nbecho.client.load.figures import Figures
 
 
+#: From this share of a core on, the client itself is the bottleneck.
+BUSY = 0.9
+
+
 def shortfallWarning(figures: Figures) -> str:
     """
     The warning for a rate below the target: the figures then describe a
-    lighter load than the one asked for.
+    lighter load than the one asked for.  It says which side could not keep
+    up: a client that kept a core busy was the bottleneck itself.
     """
+    if figures.cpu >= BUSY:
+        why = (
+            f"the client is the bottleneck (it kept {figures.cpu:.0%} of a "
+            "core busy): spread it with --processes"
+        )
+    else:
+        why = (
+            f"the server or the path to it could not keep up (the client used "
+            f"{figures.cpu:.0%} of a core)"
+        )
     return (
         f"nbecho-client: warning: {figures.rate:.0f} messages a second "
-        f"achieved, below the target of {figures.target:.0f}: the client or "
-        "the server could not keep up (more --processes may help the client)"
+        f"achieved, below the target of {figures.target:.0f}: {why}"
     )
 
 
@@ -45,6 +59,7 @@ def table(run: dict[str, Any], figures: Figures) -> str:
         f" in {figures.seconds:.3f} s",
         f"throughput    {figures.rate:.1f} messages/s, "
         f"{figures.bytes / figures.seconds if figures.seconds else 0:.0f} bytes/s",
+        f"client CPU    {figures.cpu:.0%} of a core",
     ]
     latencies = figures.latencies()
     if latencies:

@@ -5,6 +5,7 @@ C{nbecho-client load}: connect, run the schedule, report.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import signal
 import sys
@@ -119,8 +120,14 @@ async def _measure(
         progress = Progress(reactor, figures, sys.stderr)  # type: ignore[arg-type]
         progress.start()
     signal.signal(signal.SIGINT, lambda *_: reactor.callFromThread(run.stop))  # type: ignore[attr-defined]
+    began, wall = os.times(), reactor.seconds()  # type: ignore[attr-defined]
     try:
-        return await run.start(connections)
+        figures = await run.start(connections)
+        ended = os.times()
+        busy = ended.user - began.user + ended.system - began.system
+        elapsed = reactor.seconds() - wall  # type: ignore[attr-defined]
+        figures.cpu = busy / elapsed if elapsed > 0 else 0.0
+        return figures
     finally:
         if progress is not None:
             progress.stop()
