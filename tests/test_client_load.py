@@ -12,6 +12,7 @@ import socketserver
 import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -146,6 +147,16 @@ def test_tls(tlsServer: RunningServer, pki: PKI) -> None:  # noqa: F811
         None, "--connect", f"tls:host=localhost:port={tlsServer.port}",
         "--ca", str(pki.ca), "-n", "2", *SHORT,
     )  # fmt: skip
+    assert code == 0, stderr
+    assert figures["echoed"] == figures["sent"] > 0
+
+
+def test_unix_socket(nbechoServer: ServerFactory, tmp_path: Path) -> None:
+    """Over a UNIX socket, every echo is right."""
+    nbechoServer("--listen", f"unix:{tmp_path / 'echo.sock'}")
+    code, figures, stderr = load(
+        None, "--connect", f"unix:{tmp_path / 'echo.sock'}", "-n", "2", *SHORT
+    )
     assert code == 0, stderr
     assert figures["echoed"] == figures["sent"] > 0
 

@@ -166,10 +166,13 @@ class VerificationTests(SynchronousTestCase):
         Bytes echoed that were never sent are counted as excess.
         """
         clock = Clock()
-        run, protocols = _run(clock, connections=1, count=5)
+        run, protocols = _run(clock, connections=1, count=1)
         run.start(protocols)
-        protocols[0].dataReceived(b"x" * 200)
-        self.assertEqual(run.figures.errors, {"mismatch": 1})
+        transport = protocols[0].transport
+        assert isinstance(transport, StringTransport)
+        protocols[0].dataReceived(transport.value() + b"more")
+        self.assertEqual(run.figures.errors, {"excess": 1})
+        self.assertEqual(run.figures.echoed, 1)
 
 
 class MessagesTests(SynchronousTestCase):

@@ -20,9 +20,9 @@ class LoadDatagrams(DatagramProtocol):
     """
     Datagrams to one server from one local port.
 
-    L{inFlight} maps each datagram's bytes to the due times of its copies
+    C{inFlight} maps each datagram's bytes to the due times of its copies
     in flight (the same bytes may be in flight twice); an echo takes the
-    oldest.  L{send}, L{inFlight}, L{broken} and L{finish} are those of
+    oldest.  C{send}, C{inFlight}, C{broken} and C{finish} are those of
     L{nbecho.client.load.connection.LoadProtocol}, for the scheduler.
     """
 

@@ -135,6 +135,10 @@ class Figures:
 
     @classmethod
     def fromJSON(cls, data: dict[str, Any]) -> Figures:
+        """
+        The figures of a L{toJSON} object: how a child process's figures
+        reach the parent with C{--processes}.
+        """
         figures = cls(
             sent=data["sent"],
             echoed=data["echoed"],

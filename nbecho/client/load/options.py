@@ -100,9 +100,12 @@ class LoadOptions(Options):
                 self["duration"] = _positive(
                     float, "duration", self["duration"] or "10"
                 )
-            warmup = float(self["warmup"]) if self["warmup"] else 0.0
         except ValueError as error:
             raise UsageError(str(error)) from None
+        try:
+            warmup = float(self["warmup"] or "0")
+        except ValueError:
+            warmup = -1.0
         if not warmup >= 0:
             raise UsageError(f"--warmup takes seconds from 0, not {self['warmup']!r}")
         self["warmup"] = warmup

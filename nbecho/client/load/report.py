@@ -13,7 +13,6 @@ from twisted.internet.task import LoopingCall
 from nbecho.client.load.connection import ERRORS
 from nbecho.client.load.figures import Figures
 
-
 #: From this share of a core on, the client itself is the bottleneck.
 BUSY = 0.9
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 class Run:
     """
     A load run over established connections: schedule the messages, count
-    what comes back, and fire L{done} with the L{Figures} at the end.
+    what comes back, and fire C{done} with the L{Figures} at the end.
 
     @ivar warmup: seconds at the start whose messages are sent and checked
         but left out of the figures.
