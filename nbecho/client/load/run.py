@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 import twisted
 from nbecho import __version__
 from nbecho.client._udpoptions import resolve
+from nbecho.client.cli import _describe, _fatal
 from nbecho.client.load.connection import LoadProtocol
 from nbecho.client.load.datagram import LoadDatagrams, listenFor
 from nbecho.client.load.figures import Figures, MissingLibraryError
@@ -102,7 +103,9 @@ async def load(reactor: IReactorCore, options: LoadOptions) -> Figures:
             connections.append(value)
         else:
             figures.count("connect")
-            reasons.append(cast(Failure, value).getErrorMessage())
+            problem = cast(Failure, value).value
+            assert isinstance(problem, Exception)
+            reasons.append(_describe(problem))
     if not connections:
         raise _fatal(EXIT_UNREACHABLE, f"cannot connect to {name}: {reasons[0]}")
     return await _measure(reactor, options, run, connections)
@@ -175,11 +178,6 @@ def report(options: LoadOptions, figures: Figures) -> int:
         sys.stdout.write(table(describe(options), figures))
     sys.stdout.flush()
     return EXIT_FAILED if figures.failures else EXIT_OK
-
-
-def _fatal(code: int, message: str) -> SystemExit:
-    sys.stderr.write(f"nbecho-client: {message}\n")
-    return SystemExit(code)
 
 
 def main(argv: Sequence[str]) -> None:
