@@ -7,6 +7,7 @@ that corrupt, cut short or close, each run bounded to a few seconds.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import socketserver
 import subprocess
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests._clients import runClient
+from tests._clients import runClient, startClient
 from tests._servers import RunningServer, ServerFactory, freePort, script, tool, waitFor
 from tests._terminal import Terminal
 from tests.test_haproxy import Proxied, haproxy  # noqa: F401 - the fixture
@@ -268,6 +269,26 @@ def test_progress_on_terminal(nbechoServer: ServerFactory) -> None:
         assert terminal.wait() == 0
     finally:
         terminal.close()
+
+
+def test_interrupted_run_reports(nbechoServer: ServerFactory) -> None:
+    """Ctrl-C (SIGINT) stops sending, and what was measured is reported."""
+    server = nbechoServer()
+    client = startClient(
+        None, "load", "127.0.0.1", str(server.port), "--json",
+        "--rate", "200", "--duration", "60",
+    )  # fmt: skip
+    try:
+        server.waitForLog("Read Data 127.0.0.1:")
+        client.send_signal(signal.SIGINT)
+        out, err = client.communicate(timeout=30)
+    finally:
+        client.kill()
+        client.wait()
+    assert client.returncode == 0, err
+    figures = json.loads(out)
+    assert figures["echoed"] == figures["sent"] > 0
+    assert figures["seconds"] < 30
 
 
 def test_unreachable_and_usage() -> None:

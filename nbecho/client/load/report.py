@@ -52,7 +52,8 @@ def table(run: dict[str, Any], figures: Figures) -> str:
     lines = [
         f"target        {run['target']} ({run['framing']} messages of "
         f"{run['size']} bytes)",
-        f"load          {run['connections']} connections, {loop}, {extent}"
+        f"load          {run['connections']} connection"
+        f"{'' if run['connections'] == 1 else 's'}, {loop}, {extent}"
         f" after {run['warmup']:g} s of warm-up",
         f"messages      {figures.sent} sent, {figures.echoed} echoed and verified"
         f" in {figures.seconds:.3f} s",
