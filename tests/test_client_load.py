@@ -162,6 +162,21 @@ def test_unix_socket(nbechoServer: ServerFactory, tmp_path: Path) -> None:
     assert figures["echoed"] == figures["sent"] > 0
 
 
+def test_tls_untrusted(tlsServer: RunningServer, pki: PKI) -> None:  # noqa: F811
+    """A server the --ca did not sign is one line and exit 1, not lost echoes."""
+    result = runClient(
+        None, b"", "load", "--connect", f"tls:host=localhost:port={tlsServer.port}",
+        "--ca", str(pki.otherCA), "-n", "2", *SHORT,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stdout == b""
+    assert result.stderr.startswith(
+        b"nbecho-client: cannot connect to tls:host=localhost:port="
+    )
+    assert b"TLS handshake failed: certificate verify failed" in result.stderr
+    assert result.stderr.count(b"\n") == 1
+
+
 def test_udp(nbechoServer: ServerFactory) -> None:
     """Over UDP each message is one datagram, and every echo is matched."""
     server = nbechoServer(

@@ -30,7 +30,16 @@ class UsageTests(SynchronousTestCase):
         """
         Without HdrHistogram the command names the extra that installs it.
         """
-        self.patch(sys, "modules", {**sys.modules, "hdrh.histogram": None})
+        # None in sys.modules makes the import fail, loaded before or not.
+        saved = sys.modules.pop("hdrh.histogram", None)
+        sys.modules["hdrh.histogram"] = None  # type: ignore[assignment]
+
+        def restore() -> None:
+            del sys.modules["hdrh.histogram"]
+            if saved is not None:
+                sys.modules["hdrh.histogram"] = saved
+
+        self.addCleanup(restore)
         self.assertEqual(
             self.mainFails("127.0.0.1", "9999"),
             "nbecho-client: the load mode needs HdrHistogram: "

@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections import deque
 from typing import Protocol as TypingProtocol
 
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IHandshakeListener, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from nbecho._tls import isOpenSSLError
+from nbecho.client.stream import overTLS
 
 #: The kinds of error a run counts, with what each means in its report.
 ERRORS = {
@@ -52,6 +55,7 @@ class Outcome(TypingProtocol):
         """
 
 
+@implementer(IHandshakeListener)
 class LoadProtocol(Protocol):
     """
     A connection that checks its echoes as a stream of bytes: whatever the
@@ -72,6 +76,12 @@ class LoadProtocol(Protocol):
         self.offset = 0
         self.broken = False
         self.finishing = False
+        #: Over TLS, fires once the handshake has verified the server, or
+        #: fails with the reason it did not.
+        self.secured: Deferred[None] = Deferred()
+
+    def handshakeCompleted(self) -> None:
+        self.secured.callback(None)
 
     def send(self, message: bytes, sentAt: float, measured: bool) -> None:
         """
@@ -137,6 +147,8 @@ class LoadProtocol(Protocol):
         return unanswered
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if not self.secured.called and overTLS(self.transport):
+            self.secured.errback(reason)
         if self.broken or self.finishing:
             self.broken = True
             return

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, cast
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, FirstError, gatherResults
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.internet.task import react
@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 import twisted
 from nbecho import __version__
 from nbecho.client._udpoptions import resolve
-from nbecho.client.cli import _describe, _fatal
+from nbecho.client.cli import _describe, _fatal, _tlsProblem
 from nbecho.client.load.connection import LoadProtocol
 from nbecho.client.load.datagram import LoadDatagrams, listenFor
 from nbecho.client.load.figures import Figures, MissingLibraryError
@@ -36,6 +36,7 @@ from nbecho.client.load.options import (
 )
 from nbecho.client.load.report import Progress, shortfallWarning, table
 from nbecho.client.load.scheduler import Run
+from nbecho.client.stream import overTLS
 
 
 class _LoadFactory(Factory):
@@ -108,6 +109,19 @@ async def load(reactor: IReactorCore, options: LoadOptions) -> Figures:
             reasons.append(_describe(problem))
     if not connections:
         raise _fatal(EXIT_UNREACHABLE, f"cannot connect to {name}: {reasons[0]}")
+    if overTLS(connections[0].transport):
+        # The clock starts once every handshake is done, and a server that
+        # fails verification is reported as such, not as lost connections.
+        try:
+            await gatherResults([c.secured for c in connections], consumeErrors=True)
+        except FirstError as error:
+            for connection in connections:
+                connection.transport.abortConnection()  # type: ignore[union-attr]
+            problem = error.subFailure.value
+            assert isinstance(problem, Exception)
+            raise _fatal(
+                EXIT_UNREACHABLE, f"cannot connect to {name}: {_tlsProblem(problem)}"
+            ) from None
     return await _measure(reactor, options, run, connections)
 
 
