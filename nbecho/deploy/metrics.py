@@ -98,6 +98,19 @@ class StatsCollector:
             "UDP datagrams left unanswered, by reason.",
             stats.udpDropped,
         )
+        faults = CounterMetricFamily(
+            "nbecho_faults",
+            "Connections a --fault-* option hit, by kind of fault.",
+            labels=["kind"],
+        )
+        for kind, count in sorted(stats.faults.items()):
+            faults.add_metric([kind], count)
+        yield faults
+        yield CounterMetricFamily(
+            "nbecho_greetings",
+            "--greeting lines sent (not counted as echoes).",
+            value=stats.greetings,
+        )
 
 
 def _byReason(name: str, documentation: str, counts: dict[str, int]) -> Metric:
