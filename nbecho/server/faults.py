@@ -33,10 +33,8 @@ import attrs
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
-from twisted.python import usage
 from twisted.python.failure import Failure
 
-from nbecho._values import shown
 from nbecho.server._address import formatAddress
 from nbecho.server.protocol import EchoProtocol
 from nbecho.stats import EchoStats

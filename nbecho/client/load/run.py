@@ -11,13 +11,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import twisted
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.internet.task import react
 from twisted.python import usage
 
+import twisted
 from nbecho import __version__
 from nbecho.client.load.connection import LoadProtocol
 from nbecho.client.load.figures import Figures, MissingLibraryError
@@ -50,7 +50,7 @@ def buildRun(reactor: IReactorTime, options: LoadOptions, figures: Figures) -> R
         options["sizes"],
         "raw" if options["raw"] else "line",
         options["exit-word"],
-        options["seed"] and int(options["seed"]) or 0,
+        (options["seed"] and int(options["seed"])) or 0,
     )
     return Run(
         reactor,
