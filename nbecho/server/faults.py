@@ -277,7 +277,11 @@ def faultyProtocol(base: type[EchoProtocol], faults: Faults) -> type[EchoProtoco
             if self._release is not None or not self._queue:
                 return
             wait = max(self._queue[0][0], self._stallUntil) - self.seconds()
-            self._release = self.callLater(max(0.0, wait), self._releaseDue)
+            if wait <= 0:
+                # Due now (no delay, or the first slice): no timer.
+                self._releaseDue()
+                return
+            self._release = self.callLater(wait, self._releaseDue)
 
         def _releaseDue(self) -> None:
             self._release = None
@@ -329,7 +333,7 @@ def faultyProtocol(base: type[EchoProtocol], faults: Faults) -> type[EchoProtoco
             self._dropQueue()
             self._fault("close", f"{plan.closeHow} close {when}")
             if plan.closeHow == "reset":
-                handle = self.transport.getHandle()
+                handle = getattr(self.transport, "getHandle", lambda: None)()
                 if isinstance(handle, socket.socket):
                     # SO_LINGER with a zero timeout: close() sends a RST.
                     handle.setsockopt(
