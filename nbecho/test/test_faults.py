@@ -216,7 +216,9 @@ class ProbabilityTests(SynchronousTestCase):
         A seed gives the same connections the same faults, about as many as
         the probability says.
         """
-        plan = FaultPlan(latency=1, closeAfterBytes=1, probability={"close": 0.1}, seed=5)
+        plan = FaultPlan(
+            latency=1, closeAfterBytes=1, probability={"close": 0.1}, seed=5
+        )
         runs = []
         for _ in range(2):
             faults = Faults(plan)
