@@ -91,7 +91,7 @@ def test_slices(nbechoServer: ServerFactory) -> None:
     with server.connect() as sock:
         started = time.monotonic()
         sock.sendall(b"abcdefghij\n")
-        pieces = []
+        pieces: list[bytes] = []
         while sum(map(len, pieces)) < 11:
             pieces.append(sock.recv(100))
         elapsed = time.monotonic() - started
