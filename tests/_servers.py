@@ -42,6 +42,16 @@ BIN = Path(sys.executable).parent
 #: Upper bound for anything expected to happen "soon" on a loaded machine.
 TIMEOUT = 30.0
 
+#: Every connection's lines logged, for tests that count the lines of many
+#: connections from 127.0.0.1 in a second (the default logs ten a second
+#: from one address; tests/test_log_connections.py tests that).
+ALL_CONNECTION_LINES = (
+    "--log-connection-rate",
+    "0",
+    "--log-connection-rate-total",
+    "0",
+)
+
 #: The C{twistd nbecho} arguments used when a test gives neither C{--port}
 #: nor C{--listen}: loopback only, a port the kernel picks.
 LOOPBACK_ANY_PORT = ("--port", "0", "--interface", "127.0.0.1")

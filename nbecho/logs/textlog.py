@@ -36,6 +36,8 @@ from twisted.logger import (
 )
 from twisted.python.logfile import LogFile
 
+from nbecho.logs.connlimit import TwistedAcceptLines
+
 _Compiled = tuple[tuple[str, str, str], ...]
 
 _formatter = string.Formatter()
@@ -137,6 +139,8 @@ class _TwistdLog:
 
     logfile = ""
     nodaemon = True
+    #: Whether Twisted's own lines about accepting connections are limited.
+    limitAcceptLines = True
 
 
 def logDestination(twistdOptions: Any) -> IO[Any]:
@@ -193,11 +197,15 @@ def reopenLogFiles() -> list[str]:
 def observerFactory() -> ILogObserver:
     """
     twistd's C{--logger} factory: the fast text observer on twistd's log
-    destination.
+    destination, with Twisted's own lines about accepting connections
+    rate-limited (L{nbecho.logs.connlimit.TwistedAcceptLines}).
     """
-    return fastTextFileLogObserver(
+    from twisted.internet import reactor
+
+    observer = fastTextFileLogObserver(
         logDestination({"logfile": _TwistdLog.logfile, "nodaemon": _TwistdLog.nodaemon})
     )
+    return TwistedAcceptLines(observer, _TwistdLog.limitAcceptLines, reactor)
 
 
 def useFastTextLog(options: Any) -> None:
@@ -214,5 +222,10 @@ def useFastTextLog(options: Any) -> None:
         return  # twistd refuses this itself
     _TwistdLog.logfile = twistd.get("logfile") or ""
     _TwistdLog.nodaemon = bool(twistd.get("nodaemon"))
+    settings = options.get("settings")
+    _TwistdLog.limitAcceptLines = bool(
+        getattr(settings, "logConnectionRateTotal", 1)
+        or getattr(settings, "logConnectionRate", 1)
+    )
     factory: Callable[[], ILogObserver] = observerFactory
     twistd["logger"] = f"{factory.__module__}.{factory.__name__}"

@@ -35,6 +35,13 @@ class FileLimit:
     after: int
     hard: int
 
+    @property
+    def unlimited(self) -> bool:
+        """
+        Whether the soft limit, once raised, is infinite.
+        """
+        return _infinite(self.after)
+
 
 def _infinite(value: int) -> bool:
     return resource is not None and value == resource.RLIM_INFINITY
@@ -84,8 +91,8 @@ def raiseFileLimit(
     if maxConnections and not _infinite(after) and after < maxConnections + SPARE:
         log.warn(
             "The open file limit {limit} (hard limit {hard}) is below "
-            "--max-connections {maxConnections}: accepting will fail at "
-            "about {usable} connections",
+            "--max-connections {maxConnections}: connections beyond {usable} "
+            "will be refused",
             limit=after,
             hard=_show(hard),
             maxConnections=maxConnections,
