@@ -2,9 +2,9 @@
 Faults on demand: nbecho as a misbehaving peer, for testing clients.
 
 C{--fault-*} options make every connection (or a seeded random share of
-them) misbehave: echoes come late (L{FaultPlan.latency}, with jitter), slowly
-(L{FaultPlan.bandwidth}), in pieces (L{FaultPlan.sliceSize}), after a stall
-(L{FaultPlan.stall}), or the connection ends after some bytes or seconds,
+them) misbehave: echoes come late (C{latency}, with jitter), slowly
+(C{bandwidth}), in pieces (C{sliceSize}), after a stall
+(C{stall}), or the connection ends after some bytes or seconds,
 cleanly or with a reset.  C{--greeting} sends a line naming the instance on
 connect.
 
