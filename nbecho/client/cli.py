@@ -334,14 +334,8 @@ def _fatal(code: int, message: str) -> SystemExit:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """
-    The C{nbecho-client} console script; C{nbecho-client load ...} is the
-    measuring client (L{nbecho.client.load}).
+    The C{nbecho-client} console script.
     """
-    arguments = sys.argv[1:] if argv is None else list(argv)
-    if arguments[:1] == ["load"]:
-        from nbecho.client.load.run import main as load
-
-        return load(arguments[1:])
     options = Options()
     try:
         options.parseOptions(argv)

@@ -40,10 +40,10 @@ class Outcome(TypingProtocol):
         back whole and right.
         """
 
-    def failed(self, kind: str, connection: LoadProtocol) -> None:
+    def failed(self, kind: str, connection: LoadProtocol | None) -> None:
         """
-        The connection met an error of C{kind} (a key of L{ERRORS}) and is
-        no longer used.
+        Count an error of C{kind} (a key of L{ERRORS}); C{connection}, if
+        given, met it and is no longer used.
         """
 
     def ready(self, connection: LoadProtocol) -> None:
@@ -61,6 +61,9 @@ class LoadProtocol(Protocol):
     meant it to go out and whether it counts in the figures; when its last
     byte comes back the run gets its latency.
     """
+
+    #: What messages still in flight at the end are counted as.
+    missing = "unanswered"
 
     def __init__(self, clock: IReactorTime, outcome: Outcome) -> None:
         self.clock = clock

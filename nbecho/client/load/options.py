@@ -6,6 +6,8 @@ shape of the load.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from twisted.python.usage import UsageError
 
 from nbecho.client.cli import Options
@@ -41,10 +43,14 @@ class LoadOptions(Options):
         "error, 3 when an echo was wrong, short or missing or a connection "
         "failed."
     )
+    #: The command line after C{load}, for the report and child processes.
+    argv: Sequence[str] = ()
+
+    # No one-letter forms: Twisted skips an empty short name.
     optFlags = [
-        ["raw", None, "Send raw random bytes, not lines (any byte, no framing)."],
-        ["json", None, "Print the figures as one JSON object instead of a table."],
-        ["no-progress", None, "No live progress line, even on a terminal."],
+        ["raw", "", "Send raw random bytes, not lines (any byte, no framing)."],
+        ["json", "", "Print the figures as one JSON object instead of a table."],
+        ["no-progress", "", "No live progress line, even on a terminal."],
     ]
     optParameters = [
         ["connections", "n", "1", "Connections to open."],
@@ -78,7 +84,9 @@ class LoadOptions(Options):
     def postOptions(self) -> None:
         super().postOptions()
         try:
-            self["connections"] = int(_positive(int, "connections", self["connections"]))
+            self["connections"] = int(
+                _positive(int, "connections", self["connections"])
+            )
             self["pipeline"] = int(_positive(int, "pipeline", self["pipeline"]))
             self["processes"] = int(_positive(int, "processes", self["processes"]))
             self["drain"] = _positive(float, "drain", self["drain"])

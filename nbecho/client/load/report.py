@@ -35,9 +35,7 @@ def table(run: dict[str, Any], figures: Figures) -> str:
         if run["rate"] is not None
         else f"closed loop, pipeline {run['pipeline']}"
     )
-    extent = (
-        f"{run['count']} messages" if run["count"] else f"{run['duration']:g} s"
-    )
+    extent = f"{run['count']} messages" if run["count"] else f"{run['duration']:g} s"
     lines = [
         f"target        {run['target']} ({run['framing']} messages of "
         f"{run['size']} bytes)",

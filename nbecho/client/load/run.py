@@ -9,17 +9,20 @@ import platform
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.internet.task import react
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 import twisted
 from nbecho import __version__
+from nbecho.client._udpoptions import resolve
 from nbecho.client.load.connection import LoadProtocol
+from nbecho.client.load.datagram import LoadDatagrams, listenFor
 from nbecho.client.load.figures import Figures, MissingLibraryError
 from nbecho.client.load.messages import Messages
 from nbecho.client.load.options import (
@@ -71,6 +74,16 @@ async def load(reactor: IReactorCore, options: LoadOptions) -> Figures:
     """
     figures = Figures()
     run = buildRun(reactor, options, figures)  # type: ignore[arg-type]
+    if options.udpAddress is not None:
+        host, port = options.udpAddress
+        address = await resolve(reactor, host, port)
+        udp: list[Any] = [
+            LoadDatagrams(reactor, run, options["timeout"])  # type: ignore[arg-type]
+            for _ in range(options["connections"])
+        ]
+        for protocol in udp:
+            listenFor(reactor, address, port, protocol)
+        return await _measure(reactor, options, run, udp)
     try:
         name, endpoint = options.endpoint(reactor)
     except Exception as error:  # noqa: BLE001 - any parse error is a usage error
@@ -81,15 +94,26 @@ async def load(reactor: IReactorCore, options: LoadOptions) -> Figures:
     attempts = [endpoint.connect(factory) for _ in range(options["connections"])]
     results = await DeferredList(attempts, consumeErrors=True)
     connections: list[LoadProtocol] = []
-    reasons = []
+    reasons: list[str] = []
     for ok, value in results:
         if ok:
+            assert isinstance(value, LoadProtocol)
             connections.append(value)
         else:
             figures.count("connect")
-            reasons.append(value.getErrorMessage())
+            reasons.append(cast(Failure, value).getErrorMessage())
     if not connections:
         raise _fatal(EXIT_UNREACHABLE, f"cannot connect to {name}: {reasons[0]}")
+    return await _measure(reactor, options, run, connections)
+
+
+async def _measure(
+    reactor: IReactorCore, options: LoadOptions, run: Run, connections: list[Any]
+) -> Figures:
+    """
+    Run the load over C{connections}, with the progress line on a terminal.
+    """
+    figures = run.figures
     progress = None
     if not options["no-progress"] and not options["json"] and _terminal():
         progress = Progress(reactor, figures, sys.stderr)  # type: ignore[arg-type]
@@ -117,8 +141,7 @@ def describe(options: LoadOptions) -> dict[str, Any]:
             "twisted": twisted.__version__,
             "python": f"{platform.python_implementation()} {platform.python_version()}",
         },
-        "target": options["connect"]
-        or f"{options['host']}:{options['port']}",
+        "target": options["connect"] or f"{options['host']}:{options['port']}",
         "connections": options["connections"],
         "processes": options["processes"],
         "size": options["size"],
@@ -162,15 +185,23 @@ def main(argv: Sequence[str]) -> None:
         options.parseOptions(argv)
         Figures()
     except usage.UsageError as error:
-        raise _fatal(
-            EXIT_USAGE, f"{error} (see: nbecho-client load --help)"
-        ) from None
+        raise _fatal(EXIT_USAGE, f"{error} (see: nbecho-client load --help)") from None
     except MissingLibraryError as error:
         raise _fatal(EXIT_USAGE, str(error)) from None
     if options["processes"] > 1:
         from nbecho.client.load.processes import spread
 
-        figures = spread(options)
+        figures, problems = spread(
+            options.argv,
+            options["processes"],
+            options["connections"],
+            options["rate"],
+            options["count"],
+        )
+        for problem in problems:
+            sys.stderr.write(problem + "\n")
+        if not figures.connections:
+            raise SystemExit(EXIT_UNREACHABLE)
         raise SystemExit(report(options, figures))
 
     async def body(reactor: IReactorCore) -> None:
@@ -180,3 +211,7 @@ def main(argv: Sequence[str]) -> None:
             raise SystemExit(code)
 
     react(lambda reactor: Deferred.fromCoroutine(body(reactor)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

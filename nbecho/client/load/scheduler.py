@@ -72,7 +72,8 @@ class Run:
         self.turn = 0
         self.index = 0
         self.sending = False
-        self.started = self.measureFrom = self.lastEcho = 0.0
+        self.started = self.measureFrom = self.lastEcho = self.lastSent = 0.0
+        self.stoppedAt = 0.0
         self.endAt: float | None = None
         self.timer: IDelayedCall | None = None
         self.done: Deferred[Figures] = Deferred()
@@ -85,7 +86,7 @@ class Run:
         self.figures.connections = len(connections)
         now = self.clock.seconds()
         self.started = now
-        self.measureFrom = self.lastEcho = now + self.warmup
+        self.measureFrom = self.lastEcho = self.lastSent = now + self.warmup
         if self.duration is not None:
             self.endAt = self.measureFrom + self.duration
         self.sending = True
@@ -94,9 +95,7 @@ class Run:
         elif self.rate is None:
             if self.endAt is not None:
                 # Closed loop: the end comes even if no echo ever does.
-                self.timer = self.clock.callLater(
-                    self.endAt - now, self._stopSending
-                )
+                self.timer = self.clock.callLater(self.endAt - now, self._stopSending)
             for connection in list(self.connections):
                 self.ready(connection)
         else:
@@ -130,6 +129,8 @@ class Run:
                 self._stopSending()
                 return
             connection.send(message[0], now, message[1])
+            if message[1]:
+                self.lastSent = now
 
     def _clockTurn(self) -> None:
         """
@@ -149,8 +150,13 @@ class Run:
             connection = self.connections[self.turn % len(self.connections)]
             self.turn += 1
             connection.send(message[0], due, message[1])
+            if message[1]:
+                # The end of this message's slot in the schedule.
+                self.lastSent = due + interval
             self.index += 1
             due = self.started + self.index * interval
+            if not self.sending:  # the send failed the last connection
+                return
         self.timer = self.clock.callLater(max(due - now, self.tick), self._clockTurn)
 
     def echoed(self, sentAt: float, measured: bool, size: int, now: float) -> None:
@@ -160,9 +166,9 @@ class Run:
         if not self.sending and not any(c.inFlight for c in self.connections):
             self._finish()
 
-    def failed(self, kind: str, connection: LoadProtocol) -> None:
+    def failed(self, kind: str, connection: LoadProtocol | None) -> None:
         self.figures.count(kind)
-        if connection in self.connections:
+        if connection is not None and connection in self.connections:
             self.connections.remove(connection)
         if not self.connections:
             self._stopSending()
@@ -179,6 +185,8 @@ class Run:
         if self.done.called:
             return
         wasSending, self.sending = self.sending, False
+        if wasSending:
+            self.stoppedAt = self.clock.seconds()
         if wasSending and self.timer is not None and self.timer.active():
             self.timer.cancel()
             self.timer = None
@@ -197,6 +205,11 @@ class Run:
         for connection in self.connections:
             unanswered = connection.finish()
             if unanswered:
-                self.figures.count("unanswered", unanswered)
-        self.figures.seconds = max(self.lastEcho - self.measureFrom, 0.0)
+                self.figures.count(connection.missing, unanswered)
+        # The measured window: from the end of the warm-up to the end of the
+        # sending (at most the duration), or to the last echo if later.
+        end = max(self.lastEcho, self.lastSent)
+        if self.endAt is not None:
+            end = max(end, min(self.stoppedAt, self.endAt))
+        self.figures.seconds = max(end - self.measureFrom, 0.0)
         self.done.callback(self.figures)
