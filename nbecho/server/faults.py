@@ -182,6 +182,7 @@ def faultyProtocol(base: type[EchoProtocol], faults: Faults) -> type[EchoProtoco
         _paused = False
         _release: IDelayedCall | None = None
         _closeTimer: IDelayedCall | None = None
+        _stallTimer: IDelayedCall | None = None
         _closeWhenDrained: str | None = None
         _counted: dict[str, int]
         greetings = 0
@@ -233,7 +234,7 @@ def faultyProtocol(base: type[EchoProtocol], faults: Faults) -> type[EchoProtoco
                 self._stalled = True
                 self._stallUntil = now + plan.stall
                 self._fault("stall", f"stalled for {plan.stall:g}s")
-                self.callLater(plan.stall, self._stallOver)
+                self._stallTimer = self.callLater(plan.stall, self._stallOver)
             release = max(self._next, self._stallUntil)
             if "latency" in hits:
                 delay = plan.delay(faults.draw)
@@ -377,9 +378,10 @@ def faultyProtocol(base: type[EchoProtocol], faults: Faults) -> type[EchoProtoco
 
         def connectionLost(self, reason: Failure = connectionDone) -> None:
             self._dropQueue()
-            if self._closeTimer is not None and self._closeTimer.active():
-                self._closeTimer.cancel()
-            self._closeTimer = None
+            for timer in (self._closeTimer, self._stallTimer):
+                if timer is not None and timer.active():
+                    timer.cancel()
+            self._closeTimer = self._stallTimer = None
             super().connectionLost(reason)
 
     Faulty.__name__ = Faulty.__qualname__ = "Faulty" + base.__name__
