@@ -203,13 +203,13 @@ def faultyProtocol(base: type[EchoProtocol], faults: Faults) -> type[EchoProtoco
 
         def _fault(self, kind: str, what: str) -> None:
             """
-            Count C{kind} once for this connection, and log it once (within
-            the log budget all connections share).
+            Count C{kind} once for this connection, and log it once if the
+            connection's lines are logged (L{nbecho.logs.connlimit}).
             """
             if kind in self._counted:
                 return
             self._counted[kind] = 1
-            if self.factory.logBudget.take(1, self.seconds()):
+            if self.logged:
                 log.info(
                     "Fault {kind} {peer}: {what}",
                     kind=kind,

@@ -17,7 +17,13 @@ from nbecho.server.faults import QUEUE_BOUND, FaultPlan, Faults, installFaults
 from nbecho.server.protocol import EchoProtocol
 from nbecho.settings import EchoSettings
 from nbecho.tap import Options
-from nbecho.test._helpers import RecordingTransport, connect, disconnect
+from nbecho.test._helpers import (
+    RecordingTransport,
+    captureLogs,
+    connect,
+    disconnect,
+    texts,
+)
 
 
 def faulty(
@@ -238,6 +244,26 @@ class ProbabilityTests(SynchronousTestCase):
             proto.dataReceived(b"x")
         clock.advance(1)
         self.assertEqual(factory.stats.faults, {"latency": 1})
+
+
+class LogTests(SynchronousTestCase):
+    def test_onceWithTheConnectionsLines(self) -> None:
+        """
+        A fault is logged once per connection, and only for a connection
+        whose lines are logged; it is counted for every connection.
+        """
+        events = captureLogs(self)
+        factory, clock, logged, _ = faulty(FaultPlan(latency=0.1))
+        held, _ = connect(factory=factory)
+        held.logged = False
+        for proto in (logged, held, logged, held):
+            proto.dataReceived(b"x")
+        clock.advance(1)
+        faultLines = [text for text in texts(events) if text.startswith("Fault")]
+        self.assertEqual(
+            faultLines, ["Fault latency 127.0.0.1:40000: echoes delayed 0.1s ± 0s"]
+        )
+        self.assertEqual(factory.stats.faults, {"latency": 2})
 
 
 class GreetingTests(SynchronousTestCase):
