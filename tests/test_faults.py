@@ -31,6 +31,12 @@ def test_latency_never_early(nbechoServer: ServerFactory) -> None:
     with server.connect() as sock:
         times = [roundTrip(sock, b"line %d\n" % n) for n in range(5)]
     assert min(times) >= 0.15, times
+    # A partial line held back, complete lines echoed: delayed all the same.
+    with server.connect() as sock:
+        started = time.monotonic()
+        sock.sendall(b"whole\npart")
+        assert recvExactly(sock, 6) == b"whole\n"
+        assert time.monotonic() - started >= 0.15
     # Two chunks in flight keep their order.
     with server.connect() as sock:
         sock.sendall(b"first\n")

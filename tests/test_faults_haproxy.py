@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
+from hdrh.histogram import HdrHistogram
 
 from tests._servers import TIMEOUT, RunningServer, ServerFactory, freePort, script
 from tests.test_haproxy import haproxyRunning

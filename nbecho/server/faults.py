@@ -8,9 +8,8 @@ them) misbehave: echoes come late (C{latency}, with jitter), slowly
 cleanly or with a reset.  C{--greeting} sends a line naming the instance on
 connect.
 
-With none of them given nothing here runs: L{faultyProtocol} is applied to
-the factory's protocol class only when a plan is active, so the plain echo
-path keeps its cost.
+With none given nothing here runs: L{installFaults} subclasses the
+factory's protocol only for an active plan; the plain echo keeps its cost.
 
 Each connection keeps its echoes in a queue of C{(release time, bytes)}:
 an echo is released at C{max(now + delay, the previous release)}, so one
@@ -115,9 +114,7 @@ class FaultPlan:
 
     @property
     def active(self) -> bool:
-        """
-        Whether connections need the fault layer at all.
-        """
+        """Whether connections need the fault layer at all."""
         return bool(self.configured()) or self.greeting is not None
 
     def delay(self, draw: random.Random) -> float:
@@ -135,9 +132,7 @@ class FaultPlan:
 
 
 class Faults:
-    """
-    A plan and the random draws all connections of one server share.
-    """
+    """A plan and the random draws all connections of one server share."""
 
     def __init__(self, plan: FaultPlan) -> None:
         self.plan = plan
@@ -273,6 +268,10 @@ def faultyProtocol(base: type[EchoProtocol], faults: Faults) -> type[EchoProtoco
             if "stall" in hits and now < self._stallUntil:
                 self.transport.pauseProducing()
             self._schedule()
+
+        def echoPrefix(self, data: bytes, end: int) -> None:
+            # A copy: a queued view would hold the whole read.
+            self.echo(data if end == len(data) else data[:end])
 
         def _schedule(self) -> None:
             if self._release is not None or not self._queue:
