@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from nbecho._tls import tlsFailure
+from nbecho._twisted import tlsSendClosed, tlsWriter, watchCloseNotify
 from nbecho._typing import IStreamTransport
 from nbecho.logs.batch import info, logMessages
 from nbecho.logs.escape import escapeMessage
@@ -58,6 +59,8 @@ class EchoProtocol(Connection):
     messages = 0
     bytesIn = 0
     bytesOut = 0
+    #: Echoes a TLS session that had ended could no longer send.
+    notEchoed = 0
     started = 0.0
     logLimit: LogLimiter | None = None
     #: Whether this connection's lines are logged (L{nbecho.logs.connlimit}).
@@ -71,6 +74,13 @@ class EchoProtocol(Connection):
         self.settings = self.factory.settings
         self.transport.registerProducer(self.transport, True)
         self._write = fastWriter(self.transport)
+        tlsWrite = tlsWriter(self.transport)
+        if tlsWrite is not None:
+            self._write = tlsWrite
+            self.echo = self._echoTLS  # type: ignore[method-assign]
+            # The client's close_notify is its end of input, as a TCP
+            # half-close is: echo what is left before the session ends.
+            watchCloseNotify(self.transport, self.readConnectionLost)
         self.logLimit = limiterFor(self.peer, self.factory)
         self.logKey = logKey(self.transport.getPeer())
         self.logged = self.factory.connectionLog.admit(self.logKey)
@@ -127,6 +137,18 @@ class EchoProtocol(Connection):
         self.bytesOut += len(data)
         self._write(data)
 
+    def _echoTLS(self, data: bytes) -> None:
+        """
+        L{echo} over TLS: once the TLS session has ended (the client reset
+        or closed its socket) nothing more can be sent, and what is not
+        sent is counted as not echoed rather than as bytes out.
+        """
+        if tlsSendClosed(self.transport):
+            self.notEchoed += len(data)
+            return
+        self.bytesOut += len(data)
+        self._write(data)
+
     def close(self, why: str) -> None:
         """
         Close the connection once everything queued for the client is sent.
@@ -166,7 +188,9 @@ class EchoProtocol(Connection):
             "close {peer} ({reason}): {messages} messages, {bytesIn} bytes in, "
             "{bytesOut} bytes out, {duration:.3f}s",
             peer=self.peer,
-            reason=self.closeWhy or tls or _closeReason(reason),
+            reason=_notEchoed(
+                self.closeWhy or tls or _closeReason(reason), self.notEchoed
+            ),
             messages=self.messages,
             bytesIn=self.bytesIn,
             bytesOut=self.bytesOut,
@@ -174,6 +198,18 @@ class EchoProtocol(Connection):
             nbecho_event="close",
         )
         super().connectionLost(reason)
+
+
+def _notEchoed(reason: str, count: int) -> str:
+    """
+    The close line's reason, saying how many bytes received were not
+    echoed because the TLS session had ended, if any were.
+    """
+    if not count:
+        return reason
+    if reason == "client closed":
+        return f"client closed TLS with {count:,} bytes not echoed"
+    return f"{reason}, {count:,} bytes not echoed"
 
 
 #: The outcome a close reason counts under when its lines are held back.

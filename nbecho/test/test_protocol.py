@@ -272,3 +272,27 @@ class LoggingTests(LogTestCase):
             [formatEvent(e) for e in warnings],
             ["Line too long from 127.0.0.1:40000: 6 bytes, limit 4"],
         )
+
+
+class TLSEchoTests(SynchronousTestCase):
+    def test_endedSessionNotCounted(self) -> None:
+        """
+        An echo a TLS session that has ended can no longer send is counted
+        as not echoed, not as bytes out, and the close reason says so.
+        """
+        from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+        transport = TLSMemoryBIOProtocol.__new__(TLSMemoryBIOProtocol)
+        transport._lostTLSConnection = True
+        echo = protocol.EchoProtocol()
+        echo.transport = transport  # type: ignore[assignment]
+        echo._echoTLS(b"x" * 20_000)
+        self.assertEqual((echo.bytesOut, echo.notEchoed), (0, 20_000))
+        self.assertEqual(
+            protocol._notEchoed("client closed", echo.notEchoed),
+            "client closed TLS with 20,000 bytes not echoed",
+        )
+        self.assertEqual(
+            protocol._notEchoed("idle timeout", 5), "idle timeout, 5 bytes not echoed"
+        )
+        self.assertEqual(protocol._notEchoed("client closed", 0), "client closed")
