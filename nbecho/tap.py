@@ -30,7 +30,7 @@ from nbecho.logs.jsonlog import (
     JSONLinesObserver,
     JSONLoggingService,
 )
-from nbecho.logs.textlog import logDestination, useFastTextLog
+from nbecho.logs.textlog import checkLogDestination, logDestination, useFastTextLog
 from nbecho.server.listening import listenBeforeStart
 from nbecho.server.service import buildServer
 from nbecho.server.udp import (
@@ -106,7 +106,7 @@ class Options(usage.Options):
         [
             "max-line-length",
             None,
-            "65536",
+            "131072",
             "Longest line (terminator excluded) in line framing, at most "
             "1073741824 (1 GiB); a longer one closes the connection.",
         ],
@@ -229,6 +229,7 @@ class Options(usage.Options):
             proxyTimeout=seconds("proxy-timeout", self["proxy-timeout"]),
         )
         useFastTextLog(self)
+        checkLogDestination(self)
         self["udp"] = _udpListeners(self)
         self["workers"] = checkWorkers(self["workers"], self["listen"])
         self["settings"] = shareLimits(self["settings"], self["workers"])

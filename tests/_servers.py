@@ -20,6 +20,7 @@ Typical use, through the fixtures in C{conftest.py}::
 from __future__ import annotations
 
 import json
+import pwd
 import re
 import resource
 import shutil
@@ -83,6 +84,27 @@ def tool(name: str, required: bool = False) -> str:
         assert not required, message
         pytest.skip(message)
     return path
+
+
+def asNobody(readEverything: bool = False) -> list[str]:
+    """
+    The command prefix that runs a program as user nobody, as systemd runs
+    a service as its dynamic user: no groups, no way back to privileges.
+
+    @param readEverything: also let nobody read (never write) every file,
+        to run the interpreter of an environment under root's home.
+    """
+    nobody = pwd.getpwnam("nobody")
+    prefix = [
+        tool("setpriv", required=True),
+        f"--reuid={nobody.pw_uid}",
+        f"--regid={nobody.pw_gid}",
+        "--clear-groups",
+        "--no-new-privs",
+    ]
+    if readEverything:
+        prefix += ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    return prefix
 
 
 def twistdCommand(*nbechoArgs: str) -> list[str]:

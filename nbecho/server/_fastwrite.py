@@ -90,7 +90,7 @@ def _directSocket(transport: object) -> Any:
     return sock
 
 
-def fastWriter(transport: Any) -> Callable[[bytes], None]:
+def fastWriter(transport: Any) -> Callable[[bytes | memoryview], None]:
     """
     Return a function that writes to C{transport} like C{transport.write},
     sending at once when Twisted has nothing buffered for it.
@@ -111,7 +111,7 @@ def fastWriter(transport: Any) -> Callable[[bytes], None]:
     # Without TLS support in this Twisted, startTLS can never turn it on.
     tlsPossible = hasattr(transport, "TLS")
 
-    def writeNow(data: bytes) -> None:
+    def writeNow(data: bytes | memoryview) -> None:
         if (
             transport._tempDataLen
             or transport.dataBuffer

@@ -12,6 +12,7 @@ the lingering close come from L{nbecho.server.connection.Connection}.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from twisted.internet.error import ConnectionDone
@@ -23,7 +24,7 @@ from nbecho._tls import tlsFailure
 from nbecho._twisted import tlsSendClosed, tlsWriter, watchCloseNotify
 from nbecho._typing import IStreamTransport
 from nbecho.logs.batch import info, logMessages
-from nbecho.logs.escape import escapeMessage
+from nbecho.logs.escape import Message, escapeMessage
 from nbecho.logs.ratelimit import LogLimiter, limiterFor
 from nbecho.server._address import formatAddress, logKey
 from nbecho.server._fastwrite import fastWriter
@@ -63,6 +64,7 @@ class EchoProtocol(Connection):
     notEchoed = 0
     started = 0.0
     logLimit: LogLimiter | None = None
+    _writesViews = False
     #: Whether this connection's lines are logged (L{nbecho.logs.connlimit}).
     logged = True
     logKey = ""
@@ -73,10 +75,13 @@ class EchoProtocol(Connection):
         self.started = time.monotonic()
         self.settings = self.factory.settings
         self.transport.registerProducer(self.transport, True)
+        _noDelay(self.transport)
         self._write = fastWriter(self.transport)
+        self._writesViews = self._write != self.transport.write
         tlsWrite = tlsWriter(self.transport)
         if tlsWrite is not None:
-            self._write = tlsWrite
+            # Only ever given bytes: _writesViews is false over TLS.
+            self._write = tlsWrite  # type: ignore[assignment]
             self.echo = self._echoTLS  # type: ignore[method-assign]
             # The client's close_notify is its end of input, as a TCP
             # half-close is: echo what is left before the session ends.
@@ -104,7 +109,7 @@ class EchoProtocol(Connection):
         """
         self.messages += count
 
-    def messagesRead(self, messages: list[bytes]) -> None:
+    def messagesRead(self, messages: Sequence[Message]) -> None:
         """
         Count C{messages} and log each, terminator removed, unless quiet or
         over the log rate (L{nbecho.logs.ratelimit}).
@@ -148,6 +153,21 @@ class EchoProtocol(Connection):
             return
         self.bytesOut += len(data)
         self._write(data)
+
+    def echoPrefix(self, data: bytes, end: int) -> None:
+        """
+        Send C{data[:end]} back to the client: as a view of C{data}, not a
+        copy, when the fast writer sends it: a socket takes views, and so
+        does Twisted's own C{write}, but other transports (TLS, the PROXY
+        protocol's wrapper, test transports) are only promised C{bytes}.
+        """
+        if end == len(data):
+            self.echo(data)
+        elif self._writesViews:
+            self.bytesOut += end
+            self._write(memoryview(data)[:end])
+        else:
+            self.echo(data[:end])
 
     def close(self, why: str) -> None:
         """
@@ -210,6 +230,22 @@ def _notEchoed(reason: str, count: int) -> str:
     if reason == "client closed":
         return f"client closed TLS with {count:,} bytes not echoed"
     return f"{reason}, {count:,} bytes not echoed"
+
+
+def _noDelay(transport: object) -> None:
+    """
+    Turn Nagle's algorithm off, as asyncio and uvloop do for every TCP
+    connection: an echo is sent whole or not at all, and the tail of a
+    large one must not wait for the client's delayed ACK (40 ms on Linux).
+    UNIX sockets and wrappers that do not offer it are left as they are.
+    """
+    setNoDelay = getattr(transport, "setTcpNoDelay", None)
+    if setNoDelay is None:
+        return
+    try:
+        setNoDelay(True)
+    except (OSError, AttributeError, NotImplementedError):
+        pass
 
 
 #: The outcome a close reason counts under when its lines are held back.
