@@ -21,10 +21,9 @@ on PyPI, pre-releases included) before a user meets it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
-from OpenSSL.SSL import ZeroReturnError
 from twisted.internet.endpoints import _parse
 from twisted.protocols.haproxy._exceptions import (
     InvalidNetworkProtocol,
@@ -33,7 +32,6 @@ from twisted.protocols.haproxy._exceptions import (
 )
 from twisted.protocols.haproxy._v1parser import V1Parser
 from twisted.protocols.haproxy._v2parser import V2Parser
-from twisted.protocols.tls import TLSMemoryBIOProtocol
 
 __all__ = [
     "InvalidNetworkProtocol",
@@ -92,6 +90,25 @@ def unixLockFile(port: object) -> Any:
     return lock
 
 
+@cache
+def _tlsTransport() -> Any:
+    """
+    Twisted's C{TLSMemoryBIOProtocol} and pyOpenSSL's C{ZeroReturnError},
+    or C{None} where pyOpenSSL is not installed (nbecho runs without TLS).
+    """
+    try:
+        from OpenSSL.SSL import ZeroReturnError
+        from twisted.protocols.tls import TLSMemoryBIOProtocol
+    except ImportError:
+        return None
+    return TLSMemoryBIOProtocol, ZeroReturnError
+
+
+def _isTLS(transport: object) -> bool:
+    tls = _tlsTransport()
+    return tls is not None and isinstance(transport, tls[0])
+
+
 def tlsWriter(transport: object) -> Callable[[bytes], None] | None:
     """
     A write for the TLS C{transport} (C{TLSMemoryBIOProtocol}) that hands
@@ -105,9 +122,10 @@ def tlsWriter(transport: object) -> Callable[[bytes], None] | None:
     without a word.  An echo server writes once per read anyway, so it
     loses nothing by skipping the aggregation.
     """
-    if not isinstance(transport, TLSMemoryBIOProtocol):
+    if not _isTLS(transport):
         return None
-    return partial(TLSMemoryBIOProtocol.write, transport)
+    write: Callable[..., None] = _tlsTransport()[0].write
+    return partial(write, transport)
 
 
 def tlsSendClosed(transport: object) -> bool:
@@ -140,7 +158,7 @@ class _CloseNotifyWatch:
     def recv(self, size: int) -> bytes:
         try:
             data: bytes = self._connection.recv(size)
-        except ZeroReturnError:
+        except _tlsTransport()[1]:
             callback, self._callback = self._callback, None
             if callback is not None:
                 callback()
@@ -165,7 +183,7 @@ def watchCloseNotify(transport: object, callback: Callable[[], object]) -> bool:
     for a TCP half-close; it may write, then close.
     """
     connection = getattr(transport, "_tlsConnection", None)
-    if not isinstance(transport, TLSMemoryBIOProtocol) or connection is None:
+    if not _isTLS(transport) or connection is None:
         return False
-    transport._tlsConnection = _CloseNotifyWatch(connection, callback)  # type: ignore[assignment]
+    transport._tlsConnection = _CloseNotifyWatch(connection, callback)  # type: ignore[attr-defined]
     return True
