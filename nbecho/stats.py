@@ -58,10 +58,24 @@ class EchoStats:
     @classmethod
     def fromJSON(cls, data: dict[str, Any]) -> EchoStats:
         """
-        The record L{toJSON} described.
+        The record L{toJSON} described, checked: a worker's answer is read
+        by twistd's process, and a garbled one must not reach a scrape's
+        sums.
+
+        @raise ValueError: if C{data} is not such a record.
         """
-        fields = {f.name for f in attrs.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in fields})
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        values: dict[str, Any] = {}
+        for field in attrs.fields(cls):
+            value = data.get(field.name, {} if field.type == "dict[str, int]" else 0)
+            counts = value.values() if isinstance(value, dict) else [value]
+            if not all(type(n) is int and n >= 0 for n in counts):
+                raise ValueError(f"{field.name}: not a count")
+            if isinstance(value, dict) != (field.type == "dict[str, int]"):
+                raise ValueError(f"{field.name}: wrong kind")
+            values[field.name] = value
+        return cls(**values)
 
 
 def _sum(one: dict[str, int], other: dict[str, int]) -> dict[str, int]:

@@ -118,6 +118,21 @@ class Options(usage.Options):
             "(e.g. tcp:9100:interface=127.0.0.1); off by default.",
         ],
         [
+            "metrics-max-connections",
+            None,
+            "10",
+            "Most connections the metrics port holds at once (1-32: within "
+            "the descriptors kept beside --max-connections); past it a "
+            "newcomer closes the longest idle one, or is refused.",
+        ],
+        [
+            "metrics-timeout",
+            None,
+            "10",
+            "Seconds a metrics connection gets to send a whole request, "
+            "from its start or its previous answer (1-3600).",
+        ],
+        [
             "log-format",
             None,
             "text",
@@ -252,6 +267,10 @@ class Options(usage.Options):
                 f"--log-format takes one of {', '.join(LOG_FORMATS)}, "
                 f"not {self['log-format']!r}"
             )
+        self["metricsLimits"] = (
+            number("metrics-max-connections", self["metrics-max-connections"], 1, 32),
+            _metricsTimeout(self["metrics-timeout"]),
+        )
         if self["metrics"] is not None:
             _requireMetrics()
             _metricsEndpoint(MemoryReactor(), self["metrics"])
@@ -304,6 +323,16 @@ def _udpListeners(options: Options) -> list[str]:
     return found
 
 
+def _metricsTimeout(text: str) -> float:
+    value = seconds("metrics-timeout", text)
+    if not 1 <= value <= 3600:
+        raise usage.UsageError(
+            f"--metrics-timeout takes a number of seconds from 1 to 3600, "
+            f"not {shown(text)}"
+        )
+    return value
+
+
 def _requireMetrics() -> None:
     try:
         import nbecho.deploy.metrics  # noqa: F401 - needs the optional prometheus_client
@@ -349,7 +378,9 @@ def makeService(options: Options) -> IService:
         from nbecho.deploy.metrics import addMetrics
 
         endpoint = _metricsEndpoint(reactor, options["metrics"])
-        addMetrics(server, options["metrics"], endpoint, pool)
+        addMetrics(
+            server, options["metrics"], endpoint, pool, *options["metricsLimits"]
+        )
     # Before twistd forks a daemon: a failure must reach the terminal.
     listenBeforeStart([service])
     return service

@@ -122,8 +122,9 @@ def fastWriter(transport: Any) -> Callable[[bytes | memoryview], None]:
         ):
             # Something is queued (keep the order), the connection is
             # closing or half-closed (Twisted decides what to do), or it is
-            # gone: Twisted's public write handles all of those.
-            write(data)
+            # gone: Twisted's public write handles all of those.  It takes
+            # bytes only, and the caller may hand a view.
+            write(bytes(data))
             return
         try:
             sent = send(data)
@@ -132,6 +133,6 @@ def fastWriter(transport: Any) -> Callable[[bytes | memoryview], None]:
             # doWrite retries, or reports the error as it always does.
             sent = 0
         if sent < len(data):
-            write(data[sent:])
+            write(bytes(data[sent:]))
 
     return writeNow
