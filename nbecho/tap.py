@@ -173,7 +173,7 @@ class Options(usage.Options):
 
     def opt_listen(self, description: str) -> None:
         """
-        Listen on endpoint (tcp:, udp:, unix:, ssl:...); repeatable; adds to --port if given.
+        Listen on endpoint (tcp:, udp:, unix:, ssl:...) and --port if given; repeatable.
         """
         self["listen"].append(description)
 
