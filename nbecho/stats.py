@@ -26,6 +26,8 @@ class EchoStats:
     @ivar refused: refused connections, by the limit that refused them.
     @ivar udpDatagrams: UDP datagrams echoed (counted in C{messages} too).
     @ivar udpDropped: UDP datagrams left unanswered, by reason.
+    @ivar faults: connections a C{--fault-*} option hit, by kind of fault.
+    @ivar greetings: C{--greeting} lines sent (not counted as echoes).
     """
 
     connectionsOpen: int = 0
@@ -36,6 +38,8 @@ class EchoStats:
     refused: dict[str, int] = attrs.Factory(dict)
     udpDatagrams: int = 0
     udpDropped: dict[str, int] = attrs.Factory(dict)
+    faults: dict[str, int] = attrs.Factory(dict)
+    greetings: int = 0
 
     def __add__(self, other: EchoStats) -> EchoStats:
         return EchoStats(
@@ -47,6 +51,8 @@ class EchoStats:
             refused=_sum(self.refused, other.refused),
             udpDatagrams=self.udpDatagrams + other.udpDatagrams,
             udpDropped=_sum(self.udpDropped, other.udpDropped),
+            faults=_sum(self.faults, other.faults),
+            greetings=self.greetings + other.greetings,
         )
 
     def toJSON(self) -> dict[str, Any]:

@@ -31,6 +31,8 @@ from nbecho.logs.jsonlog import (
     JSONLoggingService,
 )
 from nbecho.logs.textlog import checkLogDestination, logDestination, useFastTextLog
+from nbecho.server._faultoptions import FAULT_PARAMETERS, faultPlan
+from nbecho.server.faults import installFaults
 from nbecho.server.listening import listenBeforeStart
 from nbecho.server.service import buildServer
 from nbecho.server.udp import (
@@ -159,6 +161,7 @@ class Options(usage.Options):
             "Processes serving the same listening sockets (tcp:, tcp6:, unix:, "
             "systemd:), to use that many cores (1 to 256).",
         ],
+        *FAULT_PARAMETERS,
     ]
     compData = usage.Completions(
         optActions={
@@ -248,6 +251,7 @@ class Options(usage.Options):
         self["udp"] = _udpListeners(self)
         self["workers"] = checkWorkers(self["workers"], self["listen"])
         self["settings"] = shareLimits(self["settings"], self["workers"])
+        self["faults"] = faultPlan(self, self["workers"])
         # (option, name for the Ready? line and the log, endpoint string).
         listeners = [("--listen", each, each) for each in self["listen"]]
         if tcp:
@@ -363,6 +367,7 @@ def makeService(options: Options) -> IService:
     log.info("nbecho {version} starting up", version=__version__)
     server = buildServer(options["settings"], endpoints)
     server.handleSignals = True
+    installFaults(server.factory, options["faults"])
     service: MultiService = server
     if options["log-format"] == "json":
         destination = logDestination(getattr(options, "parent", None))

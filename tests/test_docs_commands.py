@@ -103,6 +103,10 @@ RULES: list[tuple[str, str]] = [
     ),
     (r"^\$ nbecho-client$", "a terminal session: tests/test_client_terminal.py"),
     (
+        r"^\$ (twistd -n nbecho|socat|ncat|nbecho-client load) ",
+        "a load run: tests/test_client_load.py",
+    ),
+    (
         r"^\$ twistd nbecho --port",
         "a failed daemon start: tests/test_daemon_startup.py",
     ),

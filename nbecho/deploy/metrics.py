@@ -100,6 +100,19 @@ class StatsCollector:
             "UDP datagrams left unanswered, by reason.",
             stats.udpDropped,
         )
+        faults = CounterMetricFamily(
+            "nbecho_faults",
+            "Connections a --fault-* option hit, by kind of fault.",
+            labels=["kind"],
+        )
+        for kind, count in sorted(stats.faults.items()):
+            faults.add_metric([kind], count)
+        yield faults
+        yield CounterMetricFamily(
+            "nbecho_greetings",
+            "--greeting lines sent (not counted as echoes).",
+            value=stats.greetings,
+        )
         yield CounterMetricFamily(
             "nbecho_log_write_errors",
             "Log lines lost because the log file could not be written.",
