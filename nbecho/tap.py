@@ -21,6 +21,7 @@ from nbecho.deploy.endpoints import (
     defaultListeners,
     listenBacklog,
     listenOn,
+    udpListeners,
 )
 from nbecho.deploy.workers import addWorkers, checkWorkers, shareLimits
 from nbecho.logs.connlimit import TwistedAcceptLines
@@ -66,7 +67,8 @@ class Options(usage.Options):
     longdesc = (
         "An event-driven TCP echo server: every message a client sends comes "
         "back to it. Listens on --port on all interfaces, IPv4 and IPv6, unless "
-        "--listen gives endpoint strings. Listeners get a listen backlog of "
+        "--listen gives endpoint strings (with --listen, --port or --interface "
+        "given as well adds that TCP listener). Listeners get a listen backlog of "
         "1024 to 4096 (the kernel's somaxconn) unless their endpoint string "
         "gives its own backlog=."
     )
@@ -77,13 +79,14 @@ class Options(usage.Options):
         [
             "port",
             "p",
-            str(DEFAULT_PORT),
-            "TCP port to listen on, IPv4 and IPv6; 0 picks a free one.",
+            None,
+            f"TCP port to listen on, IPv4 and IPv6; 0 picks a free one "
+            f"(default: {DEFAULT_PORT}, unless --listen is given).",
         ],
         [
             "interface",
             "i",
-            "",
+            None,
             "Address to listen on with --port (default: all, IPv4 and IPv6; "
             "0.0.0.0: all IPv4 ones only).",
         ],
@@ -173,7 +176,7 @@ class Options(usage.Options):
 
     def opt_listen(self, description: str) -> None:
         """
-        Listen on endpoint (tcp:, udp:, unix:, ssl:...) instead of --port; repeatable.
+        Listen on endpoint (tcp:, udp:, unix:, ssl:...) and --port if given; repeatable.
         """
         self["listen"].append(description)
 
@@ -198,7 +201,16 @@ class Options(usage.Options):
             ) from None
 
     def postOptions(self) -> None:
-        port = number("port", self["port"], 0, 65535)
+        # --port or --interface given with --listen adds the TCP listener
+        # they name: nothing on the command line is ignored.
+        tcp = not self["listen"] or self["port"] is not None or self["interface"]
+        port = number(
+            "port",
+            self["port"] if self["port"] is not None else str(DEFAULT_PORT),
+            0,
+            65535,
+        )
+        self["interface"] = self["interface"] or ""
         if self["framing"] not in FRAMINGS:
             raise usage.UsageError(
                 f"--framing takes one of {', '.join(sorted(FRAMINGS))}, "
@@ -242,8 +254,8 @@ class Options(usage.Options):
         self["faults"] = faultPlan(self, self["workers"])
         # (option, name for the Ready? line and the log, endpoint string).
         listeners = [("--listen", each, each) for each in self["listen"]]
-        if not listeners:
-            listeners = [
+        if tcp:
+            listeners[:0] = [
                 ("--port", name, description)
                 for description, name in defaultListeners(port, self["interface"])
             ]
@@ -364,7 +376,8 @@ def makeService(options: Options) -> IService:
         observer = TwistedAcceptLines(JSONLinesObserver(destination), limited, reactor)
         service = JSONLoggingService(observer)
         server.setServiceParent(service)
-    addUDP(server, options["udp"], options["udpLimits"])
+    udp = [pair for each in options["udp"] for pair in udpListeners(each)]
+    addUDP(server, udp, options["udpLimits"])
     pool = addWorkers(server, options["workers"])
     if options["metrics"] is not None:
         from nbecho.deploy.metrics import addMetrics

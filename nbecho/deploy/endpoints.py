@@ -160,6 +160,33 @@ def defaultListeners(
     ]
 
 
+def udpListeners(
+    description: str, ipv6: Callable[[], bool | None] | None = None
+) -> list[tuple[str, str]]:
+    """
+    The sockets of a C{udp:} listener: pairs of a C{udp:} description with
+    its interface given, and the name the C{Ready?} line gives it.
+
+    Without C{interface=}, C{udp:PORT} serves IPv4 and IPv6 as C{--port}
+    does (L{defaultListeners}): one dual-stack socket on C{::}, or an IPv6
+    and an IPv4 socket where IPv6 sockets are IPv6-only.
+    """
+    parsed = _arguments(description)
+    if parsed is None or "interface" in parsed[1] or len(parsed[0]) != 2:
+        return [(description, description)]
+    port = parsed[0][1]
+    stack = (ipv6 or probeIPv6)()
+    if stack is None:
+        return [(description, f"{description}, IPv4 only: no IPv6 on this machine")]
+    anyIPv6 = f"udp:{port}:interface={quoteStringArgument('::')}"
+    if stack:
+        return [(anyIPv6, f"{description}, IPv4 and IPv6")]
+    return [
+        (anyIPv6, f"{description}, IPv6"),
+        (f"udp:{port}:interface=0.0.0.0", f"{description}, IPv4"),
+    ]
+
+
 def _number(text: str, low: int, high: int) -> bool:
     return text.isascii() and text.isdigit() and low <= int(text) <= high
 

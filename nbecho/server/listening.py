@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import Protocol, runtime_checkable
 
 from twisted.application.service import IService, Service
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
@@ -148,15 +149,36 @@ class ListeningService(Service):
         return succeed(None)
 
 
+@runtime_checkable
+class EarlyListener(Protocol):
+    """
+    A service that can bind its socket before it starts: a
+    L{ListeningService}, or the UDP listener of L{nbecho.server.udp}.
+    """
+
+    def listenNow(self) -> None:
+        """
+        Bind now.
+
+        @raise ListenFailed: if it cannot.
+        """
+
+    def stopService(self) -> object:
+        """
+        Close what L{listenNow} bound.
+        """
+
+
 def listenBeforeStart(services: Iterable[IService]) -> None:
     """
-    Make every L{ListeningService} among C{services} and their children
-    listen now (L{ListeningService.listenNow}).
+    Make every L{EarlyListener} among C{services} and their children
+    (stream and UDP listeners alike) listen now, so that none says
+    C{Ready?} before all of them are bound.
 
     @raise ListenFailed: for the first one that cannot, once the others
         have stopped listening.
     """
-    listening: list[ListeningService] = []
+    listening: list[EarlyListener] = []
     try:
         _listenAll(services, listening)
     except ListenFailed:
@@ -165,9 +187,9 @@ def listenBeforeStart(services: Iterable[IService]) -> None:
         raise
 
 
-def _listenAll(services: Iterable[IService], listening: list[ListeningService]) -> None:
+def _listenAll(services: Iterable[IService], listening: list[EarlyListener]) -> None:
     for service in services:
-        if isinstance(service, ListeningService):
+        if isinstance(service, EarlyListener):
             service.listenNow()
             listening.append(service)
         if isinstance(service, Iterable):

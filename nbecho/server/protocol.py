@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from nbecho._tls import tlsFailure
+from nbecho._twisted import tlsSendClosed, tlsWriter, watchCloseNotify
 from nbecho._typing import IStreamTransport
 from nbecho.logs.batch import info, logMessages
 from nbecho.logs.escape import Message, escapeMessage
@@ -59,6 +60,8 @@ class EchoProtocol(Connection):
     messages = 0
     bytesIn = 0
     bytesOut = 0
+    #: Echoes a TLS session that had ended could no longer send.
+    notEchoed = 0
     started = 0.0
     logLimit: LogLimiter | None = None
     _writesViews = False
@@ -75,6 +78,14 @@ class EchoProtocol(Connection):
         _noDelay(self.transport)
         self._write = fastWriter(self.transport)
         self._writesViews = self._write != self.transport.write
+        tlsWrite = tlsWriter(self.transport)
+        if tlsWrite is not None:
+            # Only ever given bytes: _writesViews is false over TLS.
+            self._write = tlsWrite  # type: ignore[assignment]
+            self.echo = self._echoTLS  # type: ignore[method-assign]
+            # The client's close_notify is its end of input, as a TCP
+            # half-close is: echo what is left before the session ends.
+            watchCloseNotify(self.transport, self.readConnectionLost)
         self.logLimit = limiterFor(self.peer, self.factory)
         self.logKey = logKey(self.transport.getPeer())
         self.logged = self.factory.connectionLog.admit(self.logKey)
@@ -128,6 +139,18 @@ class EchoProtocol(Connection):
         """
         Send C{data} back to the client.
         """
+        self.bytesOut += len(data)
+        self._write(data)
+
+    def _echoTLS(self, data: bytes) -> None:
+        """
+        L{echo} over TLS: once the TLS session has ended (the client reset
+        or closed its socket) nothing more can be sent, and what is not
+        sent is counted as not echoed rather than as bytes out.
+        """
+        if tlsSendClosed(self.transport):
+            self.notEchoed += len(data)
+            return
         self.bytesOut += len(data)
         self._write(data)
 
@@ -185,7 +208,9 @@ class EchoProtocol(Connection):
             "close {peer} ({reason}): {messages} messages, {bytesIn} bytes in, "
             "{bytesOut} bytes out, {duration:.3f}s",
             peer=self.peer,
-            reason=self.closeWhy or tls or _closeReason(reason),
+            reason=_notEchoed(
+                self.closeWhy or tls or _closeReason(reason), self.notEchoed
+            ),
             messages=self.messages,
             bytesIn=self.bytesIn,
             bytesOut=self.bytesOut,
@@ -193,6 +218,18 @@ class EchoProtocol(Connection):
             nbecho_event="close",
         )
         super().connectionLost(reason)
+
+
+def _notEchoed(reason: str, count: int) -> str:
+    """
+    The close line's reason, saying how many bytes received were not
+    echoed because the TLS session had ended, if any were.
+    """
+    if not count:
+        return reason
+    if reason == "client closed":
+        return f"client closed TLS with {count:,} bytes not echoed"
+    return f"{reason}, {count:,} bytes not echoed"
 
 
 def _noDelay(transport: object) -> None:

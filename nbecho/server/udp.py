@@ -45,6 +45,7 @@ from nbecho._twisted import endpointArguments
 from nbecho.logs.batch import info
 from nbecho.logs.escape import escapeMessage
 from nbecho.server._address import formatAddress, unmapped
+from nbecho.server._errors import inWords
 from nbecho.server.listening import ListenFailed
 from nbecho.server.protocol import withoutTerminator
 from nbecho.server.service import ServerService
@@ -269,10 +270,18 @@ class UDPEchoService(Service):
     Listen for datagrams on one C{udp:} endpoint while running, with a
     C{Ready?} line like the stream listeners'.
 
+    Like L{ListeningService<nbecho.server.listening.ListeningService>} it
+    binds in L{listenNow}, which C{makeService} calls before twistd forks,
+    so that a port in use is one line on the terminal and status 1, and
+    says C{Ready?} only once twistd starts the services, after every
+    listener is bound.
+
     @ivar echo: the protocol, which keeps this endpoint's totals.
+    @ivar readyName: how the C{Ready?} line names this listener.
     """
 
     port: IListeningPort | None = None
+    _announced = False
 
     def __init__(
         self,
@@ -280,10 +289,12 @@ class UDPEchoService(Service):
         settings: EchoSettings,
         limits: UDPLimits,
         reactor: Any = None,
+        name: str | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self.description = description
+        self.readyName = description if name is None else name
         self.portNumber, self.interface = parseUDPListener(description)
         self.reactor = reactor
         self.echo = UDPEcho(settings, limits, reactor)
@@ -294,11 +305,15 @@ class UDPEchoService(Service):
         """
         return EchoStats() + self.echo.stats
 
-    def privilegedStartService(self) -> None:
+    def listenNow(self) -> None:
         """
-        Bind now, before twistd sheds privileges (ports below 1024).
+        Bind now, unless already bound.
+
+        @raise ListenFailed: with one line naming the listener, if the
+            address cannot be bound.
         """
-        super().privilegedStartService()
+        if self.port is not None:
+            return
         try:
             self.port = self.reactor.listenUDP(
                 self.portNumber,
@@ -308,25 +323,38 @@ class UDPEchoService(Service):
             )
         except CannotListenError as error:
             raise ListenFailed(
-                f"nbecho: cannot listen on {self.description}: {error.socketError}"
+                f"nbecho: cannot listen on {self.readyName}: "
+                f"{inWords(error.socketError, self.readyName)}"
             ) from None
+
+    def privilegedStartService(self) -> None:
+        """
+        Bind now unless L{listenNow} already did, before twistd sheds
+        privileges (ports below 1024), and say C{Ready?}.
+        """
+        super().privilegedStartService()
+        self.listenNow()
         assert self.port is not None
+        if self._announced:
+            return
+        self._announced = True
         log.info(
             "Ready? nbecho listening on {address} ({description})",
             address=formatAddress(self.port.getHost()),
-            description=self.description,
+            description=self.readyName,
             transport="udp",
             nbecho_event="ready",
         )
 
     def startService(self) -> None:
         super().startService()
-        if self.port is None:
+        if not self._announced:
             self.privilegedStartService()
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
         port, self.port = self.port, None
+        self._announced = False
         if port is None:
             return succeed(None)
         return maybeDeferred(port.stopListening)  # type: ignore[call-overload]
@@ -334,17 +362,18 @@ class UDPEchoService(Service):
 
 def addUDP(
     server: ServerService,
-    descriptions: list[str],
+    listeners: list[tuple[str, str]],
     limits: UDPLimits,
 ) -> list[UDPEchoService]:
     """
-    Serve echo over UDP on each of C{descriptions} as part of C{server},
-    its datagrams in the server's totals.
+    Serve echo over UDP on each of C{listeners} (pairs of a C{udp:}
+    description with its interface given, and the name of its C{Ready?}
+    line) as part of C{server}, its datagrams in the server's totals.
     """
     services = []
-    for description in descriptions:
+    for description, name in listeners:
         service = UDPEchoService(
-            description, server.factory.settings, limits, server.clock
+            description, server.factory.settings, limits, server.clock, name
         )
         service.setServiceParent(server)
         server.statsSources.append(service.stats)

@@ -27,6 +27,7 @@ from nbecho.deploy.endpoints import (
     defaultListeners,
     listenBacklog,
     listenOn,
+    udpListeners,
     withBacklog,
 )
 from nbecho.deploy.proxy import ProxiedEndpoint
@@ -184,6 +185,39 @@ class DefaultListenersTests(SynchronousTestCase):
         [(description, name)] = defaultListeners(0, "", lambda: None)
         self.assertEqual(description, "tcp:0")
         self.assertIn("IPv4 only", name)
+
+    def test_udpDualStack(self) -> None:
+        """
+        C{udp:PORT} without an interface binds C{::}, IPv4 and IPv6, where
+        the kernel allows it, as C{--port} does.
+        """
+        self.assertEqual(
+            udpListeners("udp:9997", lambda: True),
+            [("udp:9997:interface=\\:\\:", "udp:9997, IPv4 and IPv6")],
+        )
+
+    def test_udpSeparateStacks(self) -> None:
+        """
+        Where IPv6 sockets serve IPv6 only, C{udp:PORT} binds two sockets.
+        """
+        self.assertEqual(
+            udpListeners("udp:9997", lambda: False),
+            [
+                ("udp:9997:interface=\\:\\:", "udp:9997, IPv6"),
+                ("udp:9997:interface=0.0.0.0", "udp:9997, IPv4"),
+            ],
+        )
+
+    def test_udpNoIPv6OrInterface(self) -> None:
+        """
+        Without IPv6 C{udp:PORT} binds IPv4 and says so; an interface given
+        is kept as it is.
+        """
+        [(description, name)] = udpListeners("udp:0", lambda: None)
+        self.assertEqual(description, "udp:0")
+        self.assertIn("IPv4 only", name)
+        given = "udp:0:interface=127.0.0.1"
+        self.assertEqual(udpListeners(given, lambda: True), [(given, given)])
 
     def test_interface(self) -> None:
         """

@@ -285,6 +285,30 @@ class LoggingTests(LogTestCase):
         )
 
 
+class TLSEchoTests(SynchronousTestCase):
+    def test_endedSessionNotCounted(self) -> None:
+        """
+        An echo a TLS session that has ended can no longer send is counted
+        as not echoed, not as bytes out, and the close reason says so.
+        """
+        from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+        transport = TLSMemoryBIOProtocol.__new__(TLSMemoryBIOProtocol)
+        transport._lostTLSConnection = True
+        echo = protocol.EchoProtocol()
+        echo.transport = transport  # type: ignore[assignment]
+        echo._echoTLS(b"x" * 20_000)
+        self.assertEqual((echo.bytesOut, echo.notEchoed), (0, 20_000))
+        self.assertEqual(
+            protocol._notEchoed("client closed", echo.notEchoed),
+            "client closed TLS with 20,000 bytes not echoed",
+        )
+        self.assertEqual(
+            protocol._notEchoed("idle timeout", 5), "idle timeout, 5 bytes not echoed"
+        )
+        self.assertEqual(protocol._notEchoed("client closed", 0), "client closed")
+
+
 class _NoDelayTransport(RecordingTransport):
     """
     A transport that records C{setTcpNoDelay}, or refuses it as a UNIX

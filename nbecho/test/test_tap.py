@@ -316,7 +316,8 @@ class OptionTests(SynchronousTestCase):
     def test_listenRepeatable(self) -> None:
         """
         Each C{--listen} adds an endpoint, in order, and C{--port} and
-        C{--interface} are then ignored.
+        C{--interface}, if given as well, add theirs first: nothing on the
+        command line is ignored.
         """
         options = parse(
             "--port",
@@ -330,15 +331,52 @@ class OptionTests(SynchronousTestCase):
         )
         self.assertEqual(
             options["listen"],
-            ["tcp:0:interface=127.0.0.1", "unix:/tmp/nbecho-test.sock"],
+            [
+                r"tcp:1234:interface=\:\:1",
+                "tcp:0:interface=127.0.0.1",
+                "unix:/tmp/nbecho-test.sock",
+            ],
         )
-        [(first, tcp), (second, unix)] = _built(options)
+        [(first, tcp6), (second, tcp), (third, unix)] = _built(options)
         self.assertEqual(
-            (first, second),
-            ("tcp:0:interface=127.0.0.1", "unix:/tmp/nbecho-test.sock"),
+            (first, second, third),
+            (
+                r"tcp:1234:interface=\:\:1",
+                "tcp:0:interface=127.0.0.1",
+                "unix:/tmp/nbecho-test.sock",
+            ),
         )
+        self.assertIsInstance(tcp6, TCP4ServerEndpoint)
         self.assertIsInstance(tcp, TCP4ServerEndpoint)
         self.assertIsInstance(unix, UNIXServerEndpoint)
+
+    def test_listenAlone(self) -> None:
+        """
+        C{--listen} without C{--port} or C{--interface} listens only where
+        it says: the default TCP port is not added.
+        """
+        options = parse("--listen", "udp:0")
+        self.assertEqual(options["listen"], ["udp:0"])
+        self.assertEqual(_built(options), [])
+
+    def test_portWithUDP(self) -> None:
+        """
+        C{--port} with a C{udp:} C{--listen} serves TCP on that port and UDP
+        on the other, rather than dropping the TCP listener.
+        """
+        options = parse("--port", "9998", "--listen", "udp:9997")
+        self.assertEqual(options["udp"], ["udp:9997"])
+        [(name, _)] = _built(options)
+        self.assertIn("9998", name)
+
+    def test_interfaceWithListen(self) -> None:
+        """
+        C{--interface} alone with C{--listen} adds the default port on that
+        interface.
+        """
+        options = parse("--interface", "127.0.0.1", "--listen", "udp:0")
+        [(name, _)] = _built(options)
+        self.assertEqual(name, "tcp:9999:interface=127.0.0.1")
 
     def test_settings(self) -> None:
         """

@@ -160,3 +160,79 @@ def _hasInstanceAttribute(name: str) -> bool:
     from twisted.internet.abstract import FileDescriptor
 
     return hasattr(FileDescriptor(reactor=MemoryReactor()), name)
+
+
+class TLSWriteTests(SynchronousTestCase):
+    def test_unbufferedWrite(self) -> None:
+        """
+        Twisted's TLS transport is a C{TLSMemoryBIOProtocol} whose
+        C{write}, called on the base class, skips the aggregation of small
+        writes, and which says when its TLS session is lost.
+        """
+        from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+
+        transportClass = TLSMemoryBIOFactory.protocol
+        self.assertTrue(
+            issubclass(transportClass, TLSMemoryBIOProtocol),
+            _changed("TLSMemoryBIOFactory.protocol"),
+        )
+        self.assertIs(
+            getattr(TLSMemoryBIOProtocol, "_lostTLSConnection", None),
+            False,
+            _changed("TLSMemoryBIOProtocol._lostTLSConnection"),
+        )
+        transport = transportClass.__new__(transportClass)
+        writer = _twisted.tlsWriter(transport)
+        assert writer is not None
+        self.assertIs(writer.func, TLSMemoryBIOProtocol.write)  # type: ignore[attr-defined]
+        self.assertIsNone(_twisted.tlsWriter(Protocol()))
+        self.assertFalse(_twisted.tlsSendClosed(transport))
+        transport._lostTLSConnection = True
+        self.assertTrue(_twisted.tlsSendClosed(transport))
+
+    def test_closeNotifyWatched(self) -> None:
+        """
+        Twisted's TLS transport reads application data with
+        C{_tlsConnection.recv} and meets the peer's close_notify there as
+        C{ZeroReturnError}, where L{_twisted.watchCloseNotify} hooks in.
+        """
+        import inspect
+
+        from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+        source = inspect.getsource(TLSMemoryBIOProtocol._flushReceiveBIO)
+        for needed in ("self._tlsConnection.recv(", "except ZeroReturnError"):
+            self.assertIn(
+                needed, source, _changed("TLSMemoryBIOProtocol._flushReceiveBIO")
+            )
+        calls: list[str] = []
+
+        class Connection:
+            def bio_write(self, data: bytes) -> None: ...
+            def bio_read(self, size: int) -> bytes:
+                return b""
+
+            def send(self, data: bytes) -> int:
+                return len(data)
+
+            def recv(self, size: int) -> bytes:
+                from OpenSSL.SSL import ZeroReturnError
+
+                raise ZeroReturnError()
+
+            def get_cipher_name(self) -> str:
+                return "cipher"
+
+        transport = TLSMemoryBIOProtocol.__new__(TLSMemoryBIOProtocol)
+        transport._tlsConnection = Connection()  # type: ignore[assignment]
+        self.assertTrue(
+            _twisted.watchCloseNotify(transport, lambda: calls.append("closed"))
+        )
+        from OpenSSL.SSL import ZeroReturnError
+
+        watched = transport._tlsConnection
+        self.assertRaises(ZeroReturnError, watched.recv, 100)
+        self.assertRaises(ZeroReturnError, watched.recv, 100)
+        self.assertEqual(calls, ["closed"])
+        self.assertEqual(watched.get_cipher_name(), "cipher")
+        self.assertFalse(_twisted.watchCloseNotify(Protocol(), lambda: None))

@@ -21,7 +21,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from nbecho.deploy.metrics import instrument
-from nbecho.server.listening import ListenFailed
+from nbecho.server.listening import ListenFailed, listenBeforeStart
 from nbecho.server.service import buildServer
 from nbecho.server.udp import (
     OWN_PORT,
@@ -347,7 +347,9 @@ class StatsTests(SynchronousTestCase):
         """The server's totals, its stop line and its metrics include UDP datagrams."""
         clock = Clock()
         server = buildServer(EchoSettings(), [], clock)
-        (service,) = addUDP(server, ["udp:0"], UDPLimits(perSource=1, total=0))
+        (service,) = addUDP(
+            server, [("udp:0", "udp:0")], UDPLimits(perSource=1, total=0)
+        )
         registry = instrument(server)
         protocol = service.echo
         protocol.makeConnection(Transport())
@@ -459,3 +461,42 @@ class ServiceTests(TestCase):
         self.assertTrue(message.startswith(f"nbecho: cannot listen on {description}: "))
         self.assertIn("Address already in use", message)
         self.assertNotIn("\n", message)
+
+    def test_bindsBeforeStart(self) -> None:
+        """
+        C{listenBeforeStart} binds a UDP listener (so that twistd's parent
+        sees a taken port) without a C{Ready?} line, which comes only when
+        the service starts.
+        """
+        events = captureLogs(self)
+        service = UDPEchoService(
+            "udp:0:interface=127.0.0.1", EchoSettings(), UDPLimits()
+        )
+        listenBeforeStart([service])
+        self.addCleanup(service.stopService)
+        self.assertIsNotNone(service.port)
+        self.assertEqual([line for line in logLines(events) if "Ready?" in line], [])
+        service.startService()
+        self.assertEqual(
+            len([line for line in logLines(events) if "Ready?" in line]), 1
+        )
+
+    def test_secondOnSamePortFailsFirst(self) -> None:
+        """
+        Two UDP listeners on one port: C{listenBeforeStart} raises for the
+        second and closes the first, before any C{Ready?} line.
+        """
+        events = captureLogs(self)
+        first = UDPEchoService("udp:0:interface=127.0.0.1", EchoSettings(), UDPLimits())
+        first.listenNow()
+        assert first.port is not None
+        address = first.port.getHost()
+        assert isinstance(address, IPv4Address)
+        taken = f"udp:{address.port}:interface=127.0.0.1"
+        self.addCleanup(first.stopService)
+        again = UDPEchoService(taken, EchoSettings(), UDPLimits())
+        other = UDPEchoService("udp:0:interface=127.0.0.1", EchoSettings(), UDPLimits())
+        error = self.assertRaises(ListenFailed, listenBeforeStart, [other, again])
+        self.assertIn("Address already in use", str(error))
+        self.assertIsNone(other.port)
+        self.assertEqual([line for line in logLines(events) if "Ready?" in line], [])
