@@ -54,6 +54,7 @@ from nbecho._tls import isOpenSSLError, openSSLReasons
 from nbecho.client._udpoptions import udpOptions, udpSession
 from nbecho.client.datagram import ServerUnreachableError
 from nbecho.client.stream import Console, EchoClient, overTLS
+from nbecho.client.target import checkHost, connectHost, splitTarget
 from nbecho.client.terminal import (
     OutputClosedError,
     SessionLostError,
@@ -71,11 +72,13 @@ EXIT_LOST = 3
 
 
 class Options(usage.Options):
-    synopsis = "Usage: nbecho-client [options] [HOST [PORT]]"
+    synopsis = "Usage: nbecho-client [options] [HOST [PORT] | HOST:PORT | PORT]"
     longdesc = (
         "Send each line of standard input to an nbecho server and print each "
         "echoed line; the exit word or the end of input ends the session.  "
-        "HOST and PORT may be given as arguments, as to nc."
+        "HOST and PORT may be given as arguments, as to nc; a number alone is "
+        "the port on 127.0.0.1, and an IPv6 address with a port is written "
+        "[ADDRESS]:PORT."
     )
     optFlags = [
         [
@@ -86,7 +89,7 @@ class Options(usage.Options):
         ],
     ]
     optParameters = [
-        ["host", "h", None, "Server host name or address (default: 127.0.0.1)."],
+        ["host", None, None, "Server host name or address (default: 127.0.0.1)."],
         ["port", "p", None, "Server port (default: 9999)."],
         [
             "connect",
@@ -158,7 +161,20 @@ class Options(usage.Options):
         sys.stdout.flush()
         sys.exit(0)
 
+    def opt_help(self) -> None:
+        """
+        Print this help and exit.
+        """
+        super().opt_help()
+
+    #: C{-h} prints help, as for nc and curl; the host is C{--host}.
+    opt_h = opt_help
+
     def parseArgs(self, host: str | None = None, port: str | None = None) -> None:
+        if port is None and host is not None:
+            host, port = splitTarget(host)
+        elif host is not None and not host.isdigit() and splitTarget(host)[1]:
+            raise usage.UsageError(f"give the port once: {host!r} or {port!r}")
         for name, value in (("host", host), ("port", port)):
             if value is None:
                 continue
@@ -175,6 +191,8 @@ class Options(usage.Options):
                 )
         if self["host"] is None:
             self["host"] = "127.0.0.1"
+        self["host"] = checkHost(self["host"])
+        connectHost(self["connect"])
         try:
             port = int(self["port"] or "9999")
         except ValueError:
