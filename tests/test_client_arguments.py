@@ -106,3 +106,16 @@ def test_badTargetRefused(args: list[str], message: str) -> None:
     assert result.returncode == 2
     (line,) = result.stderr.decode().splitlines()
     assert message in line
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_helpFlag(flag: str) -> None:
+    """
+    C{-h} prints the help, as for nc and curl, and exits 0; the host is
+    C{--host} or an argument.
+    """
+    result = _client(None, flag, stdin=b"")
+    assert result.returncode == 0
+    assert result.stdout.startswith(b"Usage: nbecho-client ")
+    assert b"-h, --help" in result.stdout
+    assert b"--host=" in result.stdout

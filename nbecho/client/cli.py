@@ -13,7 +13,8 @@ C{nbecho.client.datagram}).
 Exit status: 0 after the exit word or the end of input once every echo is
 printed; 1 when the server cannot be reached (over UDP: no echo ever came
 back); 2 for a usage error; 3 when the connection is lost or the server
-closes it before the session ends (over UDP: a line stayed unanswered).
+closes it before the session ends or before every line sent is echoed (over
+UDP: a line stayed unanswered).
 
 Interrupted, it ends at once and silently: Ctrl-C (SIGINT) with status 130
 after starting a new line on the terminal; SIGTERM and SIGHUP kill it as
