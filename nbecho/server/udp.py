@@ -45,6 +45,7 @@ from nbecho._twisted import endpointArguments
 from nbecho.logs.batch import info
 from nbecho.logs.escape import escapeMessage
 from nbecho.server._address import formatAddress, unmapped
+from nbecho.server._errors import inUse
 from nbecho.server.listening import ListenFailed
 from nbecho.server.protocol import withoutTerminator
 from nbecho.server.service import ServerService
@@ -307,9 +308,10 @@ class UDPEchoService(Service):
                 maxPacketSize=MAX_DATAGRAM,
             )
         except CannotListenError as error:
-            raise ListenFailed(
-                f"nbecho: cannot listen on {self.description}: {error.socketError}"
-            ) from None
+            why = inUse(error, self.description, "UDP port") or (
+                f"cannot listen on {self.description}: {error.socketError}"
+            )
+            raise ListenFailed(f"nbecho: {why}") from None
         assert self.port is not None
         log.info(
             "Ready? nbecho listening on {address} ({description})",
