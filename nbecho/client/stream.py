@@ -121,6 +121,7 @@ class Console(StdioLines):
         """
         rest = self.clearLineBuffer()
         if rest and self.sending:
+            self.lastLineEnded(rest)
             self.pending += 1
             if self.tls:
                 self.unterminated = True
