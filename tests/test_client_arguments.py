@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from tests._clients import inNamespaceOf, loopbackOnly
-from tests._servers import TIMEOUT, RunningServer, freePort, launch, script, twistdCommand
+from tests._servers import (
+    TIMEOUT,
+    RunningServer,
+    freePort,
+    launch,
+    script,
+    twistdCommand,
+)
 
 
 @pytest.fixture
@@ -23,9 +30,7 @@ def isolated(tmp_path: Path) -> Iterator[RunningServer]:
     """
     A server on every interface of a loopback-only network namespace.
     """
-    server = launch(
-        tmp_path, loopbackOnly(twistdCommand("--port", str(freePort())))
-    )
+    server = launch(tmp_path, loopbackOnly(twistdCommand("--port", str(freePort()))))
     try:
         yield server
     finally:

@@ -13,12 +13,12 @@ from tests._servers import RunningServer, ServerFactory
 
 
 @pytest.mark.parametrize(
-    "before, after",
-    [(0, 5), (3, 3)],
-    ids=["exitFirst", "exitInTheMiddle"],
+    "before, after, unechoed",
+    [(0, 5, "5 lines"), (3, 3, "3 lines"), (2, 1, "1 line")],
+    ids=["exitFirst", "exitInTheMiddle", "oneLine"],
 )
 def test_unechoedLinesAreCounted(
-    server: RunningServer, before: int, after: int
+    server: RunningServer, before: int, after: int, unechoed: str
 ) -> None:
     """
     Piped at once, lines after the server's exit word are sent but never
@@ -30,10 +30,9 @@ def test_unechoedLinesAreCounted(
         result = runClient(server.port, stdin, "--exit-word", "")
         assert result.stdout == lines(before) + b"exit\n", attempt
         assert result.returncode == 3, (attempt, result.stderr)
-        unechoed = f"{after} lines not echoed"
         assert result.stderr.decode().splitlines() == [
             f"nbecho-client: 127.0.0.1:{server.port}: the server closed the"
-            f" connection mid-session; {unechoed}"
+            f" connection mid-session; {unechoed} not echoed"
         ]
 
 

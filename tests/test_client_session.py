@@ -104,7 +104,7 @@ def test_terminalEndOfInput(server: RunningServer) -> None:
     status, output = _runInTerminal(server.port, [b"typed\n", b"\x04"])
     assert output == PROMPT + b"typed\r\n" + PROMPT + b"\r\n"
     assert status == 0
-    server.waitForLog(r"close .*\(client finished sending\): 1 messages")
+    server.waitForLog(r"close .*\(client finished sending\): 1 message,")
 
 
 def test_serverUnreachable() -> None:

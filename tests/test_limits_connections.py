@@ -197,7 +197,7 @@ def test_shutdownGraceCutsNonReaders(nbechoServer: ServerFactory) -> None:
     assert server.stop() == 0
     stuck.close()
     log = server.log()
-    assert "Shutdown grace of 1s is over: cutting 1 connections" in log
+    assert "Shutdown grace of 1s is over: cutting 1 connection" in log
     assert re.search(
         r"close 127\.0\.0\.1:\d+ \(server shutting down, then cut after the "
         r"shutdown grace\)",

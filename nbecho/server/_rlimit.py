@@ -13,6 +13,8 @@ from collections.abc import Callable
 import attrs
 from twisted.logger import Logger
 
+from nbecho._words import counted
+
 log = Logger(namespace="nbecho")
 
 #: Descriptors the server needs besides connections: listening sockets, log
@@ -85,11 +87,12 @@ def raiseFileLimit(
         log.warn(
             "The open file limit {limit} (hard limit {hard}) is below "
             "--max-connections {maxConnections}: accepting will fail at "
-            "about {usable} connections",
+            "about {usableText}",
             limit=after,
             hard=_show(hard),
             maxConnections=maxConnections,
             usable=max(after - SPARE, 0),
+            usableText=counted(max(after - SPARE, 0), "connection"),
             nbecho_event="file_limit_low",
         )
     return FileLimit(before=soft, after=after, hard=hard)

@@ -42,6 +42,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from nbecho._twisted import endpointArguments
+from nbecho._words import counted
 from nbecho.logs.batch import info
 from nbecho.logs.escape import escapeMessage
 from nbecho.server._address import formatAddress, unmapped
@@ -247,8 +248,9 @@ class UDPEcho(DatagramProtocol):
         if not pending:
             return
         log.warn(
-            "UDP echo dropped {count} datagrams ({detail}), the last from {peer}",
+            "UDP echo dropped {countText} ({detail}), the last from {peer}",
             count=sum(pending.values()),
+            countText=counted(sum(pending.values()), "datagram"),
             detail=", ".join(
                 f"{count} {REASONS.get(reason, reason)}"
                 for reason, count in sorted(pending.items())

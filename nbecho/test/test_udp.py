@@ -367,7 +367,7 @@ class StatsTests(SynchronousTestCase):
         events = captureLogs(self)
         server._logTotals()
         self.assertTrue(
-            logLines(events)[-1].endswith("; UDP: 1 datagrams echoed, 2 dropped"),
+            logLines(events)[-1].endswith("; UDP: 1 datagram echoed, 2 dropped"),
             logLines(events),
         )
 
