@@ -51,7 +51,7 @@ def test_exitEndsTheSession(server: RunningServer) -> None:
         b"hello\nexit\n",
         b"",
     )
-    (close,) = server.waitForLog(r"close 127\.0\.0\.1:\d+ \((.*)\): (\d+) messages")
+    (close,) = server.waitForLog(r"close 127\.0\.0\.1:\d+ \((.*)\): (\d+) messages?")
     assert close.groups() == ("exit word", "2")
     assert not server.logLines("not sent")
 
