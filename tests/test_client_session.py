@@ -169,3 +169,38 @@ def test_quietDropsMessageLines(nbechoServer: ServerFactory) -> None:
     assert server.logLines("Accept ")
     assert not server.logLines("Read Data")
     assert "secret" not in server.log()
+
+
+def test_emptyInputIsAnEmptySession(server: RunningServer) -> None:
+    """
+    C{python -m nbecho --port PORT </dev/null}: the client connects, sends nothing,
+    prints nothing and exits 0, as C{nc} does; the server saw the session.
+    """
+    result = subprocess.run(
+        [script("python"), "-m", "nbecho", "--port", str(server.port)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    server.waitForLog(r"close .*\(client finished sending\): 0 messages, 0 bytes in")
+
+
+def test_emptyInputWithoutServer() -> None:
+    """
+    The same with nothing listening: one line naming the address, status 1,
+    so C{python -m nbecho --port PORT </dev/null} checks that a server
+    answers.
+    """
+    port = freePort()
+    result = subprocess.run(
+        [script("python"), "-m", "nbecho", "--port", str(port)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.decode().splitlines()
+    assert line.startswith(f"nbecho-client: cannot connect to 127.0.0.1:{port}: ")
