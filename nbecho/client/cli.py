@@ -51,6 +51,7 @@ from twisted.internet.task import react
 from twisted.python import usage
 
 from nbecho import __version__
+from nbecho._extras import missingExtra
 from nbecho._tls import isOpenSSLError, openSSLReasons
 from nbecho.client._udpoptions import udpOptions, udpSession
 from nbecho.client.datagram import ServerUnreachableError
@@ -205,6 +206,10 @@ class Options(usage.Options):
         self["port"] = port
         if self["ca"] is not None and not (self["connect"] or "").startswith("tls:"):
             raise usage.UsageError("--ca needs --connect tls:host=HOST:port=PORT")
+        if (self["connect"] or "").startswith("tls:"):
+            problem = missingExtra("--connect tls:", "tls")
+            if problem is not None:
+                raise usage.UsageError(problem)
         self["exit-word"] = os.fsencode(self["exit-word"])
         if b"\n" in self["exit-word"]:
             raise usage.UsageError("--exit-word cannot hold a newline")
