@@ -23,13 +23,17 @@ version = ".".join(release.split(".")[:2])
 extensions = [
     "sphinx.ext.autodoc",
     "epytext",
+    "optiontable",
 ]
 
 root_doc = "index"
 exclude_patterns = ["_build"]
 templates_path: list[str] = []
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["nbecho.css"]
 html_theme = "alabaster"
+# Commands and messages are quoted as typed: '' stays two apostrophes.
+smartquotes = False
 html_title = f"nbecho {release}"
 
 # Docstrings are Twisted-style epytext: the local "epytext" extension turns
@@ -44,3 +48,7 @@ nitpicky = True
 # An inherited docstring (Twisted's, mostly) names things in its own module's
 # terms: document what nbecho itself says.
 autodoc_inherit_docstrings = False
+# The docs extra installs Sphinx alone: the optional features' packages (the
+# metrics and tls extras) are stood in for, so that every module is
+# documented from a build with only the docs extra.
+autodoc_mock_imports = ["prometheus_client", "OpenSSL", "service_identity"]

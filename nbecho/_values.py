@@ -80,3 +80,72 @@ def exitWord(text: str | None, framing: str, maxLineLength: int) -> bytes:
             "--exit-word is longer than --max-line-length: no line can equal it"
         )
     return word
+
+
+#: The limits' options of C{twistd nbecho} (L{nbecho.server.factory},
+#: L{nbecho.server.connection}, L{nbecho.server.service}), in one block.
+LIMIT_PARAMETERS = [
+    [
+        "idle-timeout",
+        None,
+        "300",
+        "Close a connection that sent nothing for this many seconds "
+        "(0.1 to 86400); 0: never.",
+    ],
+    [
+        "max-connections",
+        None,
+        "10000",
+        "Refuse connections beyond this many open ones (at most 1000000); 0: no limit.",
+    ],
+    [
+        "max-per-peer",
+        None,
+        "0",
+        "Refuse connections beyond this many open ones from one client IP "
+        "(at most 1000000); 0: no limit.",
+    ],
+    [
+        "log-rate",
+        None,
+        "100",
+        "Log at most this many messages a second per connection, and "
+        "summarise the rest; 0: no limit.",
+    ],
+    [
+        "log-rate-total",
+        None,
+        "1000",
+        "Log at most this many messages a second from all connections "
+        "together, and summarise the rest; 0: no limit.",
+    ],
+    [
+        "log-connection-rate",
+        None,
+        "10",
+        "Log at most this many connections a second (their Accept, close and "
+        "refusal lines) from one client address, and summarise the rest; "
+        "0: no limit.",
+    ],
+    [
+        "log-connection-rate-total",
+        None,
+        "100",
+        "Log at most this many connections a second from all client "
+        "addresses together, and summarise the rest; 0: no limit.",
+    ],
+    [
+        "proxy-timeout",
+        None,
+        "5",
+        "Close a haproxy: connection that has not sent its whole PROXY header "
+        "this many seconds after connecting; 0: only --idle-timeout applies.",
+    ],
+    [
+        "shutdown-grace",
+        None,
+        "5",
+        "On SIGTERM/SIGINT, seconds open connections get to receive their "
+        "echoes before they are cut (0, or 0.1 to 86400).",
+    ],
+]

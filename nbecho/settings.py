@@ -107,6 +107,11 @@ class EchoSettings:
         the rest are summarised; 0 means no limit.
     @ivar logRateTotal: per-message log lines all connections together may
         write a second; 0 means no limit.
+    @ivar logConnectionRate: connections from one client address that may
+        have their lines (Accept, close, refusals) logged a second; the rest
+        are summarised; 0 means no limit.
+    @ivar logConnectionRateTotal: connections from all addresses together
+        that may have their lines logged a second; 0 means no limit.
     @ivar proxyTimeout: seconds a C{haproxy:} listener's connection has to
         send its whole PROXY header, counted from its accept; 0 leaves only
         C{idleTimeout}.
@@ -124,6 +129,8 @@ class EchoSettings:
     shutdownGrace: float = 5.0
     logRate: int = 100
     logRateTotal: int = 1000
+    logConnectionRate: int = 10
+    logConnectionRateTotal: int = 100
     proxyTimeout: float = 5.0
 
     def __attrs_post_init__(self) -> None:
@@ -137,9 +144,12 @@ class EchoSettings:
         checkCount("maxPerPeer", self.maxPerPeer, 0, MAX_COUNT)
         checkSeconds("idleTimeout", self.idleTimeout)
         checkSeconds("shutdownGrace", self.shutdownGrace)
-        if not (
-            0 <= self.logRate <= LOG_RATE_CEILING
-            and 0 <= self.logRateTotal <= LOG_RATE_CEILING
-        ):
+        rates = (
+            self.logRate,
+            self.logRateTotal,
+            self.logConnectionRate,
+            self.logConnectionRateTotal,
+        )
+        if not all(0 <= rate <= LOG_RATE_CEILING for rate in rates):
             raise ValueError(f"log rates must be from 0 to {LOG_RATE_CEILING}")
         checkSeconds("proxyTimeout", self.proxyTimeout)

@@ -15,7 +15,7 @@ from twisted.python import usage
 
 from nbecho import __version__
 from nbecho._extras import missingExtra
-from nbecho._values import exitWord, number, seconds, shown
+from nbecho._values import LIMIT_PARAMETERS, exitWord, number, seconds, shown
 from nbecho.deploy.endpoints import (
     EndpointError,
     TLSRefusedError,
@@ -24,12 +24,13 @@ from nbecho.deploy.endpoints import (
     listenOn,
 )
 from nbecho.deploy.workers import addWorkers, checkWorkers, shareLimits
+from nbecho.logs.connlimit import TwistedAcceptLines
 from nbecho.logs.jsonlog import (
     LOG_FORMATS,
     JSONLinesObserver,
     JSONLoggingService,
 )
-from nbecho.logs.textlog import logDestination, useFastTextLog
+from nbecho.logs.textlog import checkLogDestination, logDestination, useFastTextLog
 from nbecho.server.listening import listenBeforeStart
 from nbecho.server.service import buildServer
 from nbecho.server.udp import (
@@ -50,71 +51,6 @@ from nbecho.settings import (
 log = Logger(namespace="nbecho")
 
 DEFAULT_PORT = 9999
-
-#: The limits' options (L{nbecho.server.factory}, L{nbecho.server.connection},
-#: L{nbecho.server.service}), in one block.
-_LIMIT_PARAMETERS = [
-    [
-        "idle-timeout",
-        None,
-        "300",
-        "Close a connection that sent nothing for this many seconds "
-        "(0.1 to 86400); 0: never.",
-    ],
-    [
-        "max-connections",
-        None,
-        "10000",
-        "Refuse connections beyond this many open ones (at most 1000000); 0: no limit.",
-    ],
-    [
-        "max-per-peer",
-        None,
-        "0",
-        "Refuse connections beyond this many open ones from one client IP "
-        "(at most 1000000); 0: no limit.",
-    ],
-    [
-        "log-rate",
-        None,
-        "100",
-        "Log at most this many messages a second per connection, and "
-        "summarise the rest; 0: no limit.",
-    ],
-    [
-        "log-rate-total",
-        None,
-        "1000",
-        "Log at most this many messages a second from all connections "
-        "together, and summarise the rest; 0: no limit.",
-    ],
-    [
-        "udp-rate",
-        None,
-        str(DEFAULT_RATE),
-        "UDP echo: replies per second to one source address; 0: no limit.",
-    ],
-    [
-        "udp-rate-total",
-        None,
-        str(DEFAULT_RATE_TOTAL),
-        "UDP echo: replies per second in all; 0: no limit.",
-    ],
-    [
-        "proxy-timeout",
-        None,
-        "5",
-        "Close a haproxy: connection that has not sent its whole PROXY header "
-        "this many seconds after connecting; 0: only --idle-timeout applies.",
-    ],
-    [
-        "shutdown-grace",
-        None,
-        "5",
-        "On SIGTERM/SIGINT, seconds open connections get to receive their "
-        "echoes before they are cut (0, or 0.1 to 86400).",
-    ],
-]
 
 
 class Options(usage.Options):
@@ -186,7 +122,19 @@ class Options(usage.Options):
             "text, or json: one JSON object per line, to twistd's --logfile "
             "or stdout (twistd's own --logger takes precedence).",
         ],
-        *_LIMIT_PARAMETERS,
+        *LIMIT_PARAMETERS,
+        [
+            "udp-rate",
+            None,
+            str(DEFAULT_RATE),
+            "UDP echo: replies per second to one source address; 0: no limit.",
+        ],
+        [
+            "udp-rate-total",
+            None,
+            str(DEFAULT_RATE_TOTAL),
+            "UDP echo: replies per second in all; 0: no limit.",
+        ],
         [
             "workers",
             None,
@@ -255,9 +203,22 @@ class Options(usage.Options):
             logRateTotal=number(
                 "log-rate-total", self["log-rate-total"], 0, LOG_RATE_CEILING
             ),
+            logConnectionRate=number(
+                "log-connection-rate",
+                self["log-connection-rate"],
+                0,
+                LOG_RATE_CEILING,
+            ),
+            logConnectionRateTotal=number(
+                "log-connection-rate-total",
+                self["log-connection-rate-total"],
+                0,
+                LOG_RATE_CEILING,
+            ),
             proxyTimeout=seconds("proxy-timeout", self["proxy-timeout"]),
         )
         useFastTextLog(self)
+        checkLogDestination(self)
         self["udp"] = _udpListeners(self)
         self["workers"] = checkWorkers(self["workers"], self["listen"])
         self["settings"] = shareLimits(self["settings"], self["workers"])
@@ -362,7 +323,10 @@ def makeService(options: Options) -> IService:
     service: MultiService = server
     if options["log-format"] == "json":
         destination = logDestination(getattr(options, "parent", None))
-        service = JSONLoggingService(JSONLinesObserver(destination))
+        settings = options["settings"]
+        limited = bool(settings.logConnectionRate or settings.logConnectionRateTotal)
+        observer = TwistedAcceptLines(JSONLinesObserver(destination), limited, reactor)
+        service = JSONLoggingService(observer)
         server.setServiceParent(service)
     addUDP(server, options["udp"], options["udpLimits"])
     pool = addWorkers(server, options["workers"])

@@ -20,6 +20,7 @@ Typical use, through the fixtures in C{conftest.py}::
 from __future__ import annotations
 
 import json
+import pwd
 import re
 import resource
 import shutil
@@ -41,6 +42,16 @@ BIN = Path(sys.executable).parent
 
 #: Upper bound for anything expected to happen "soon" on a loaded machine.
 TIMEOUT = 30.0
+
+#: Every connection's lines logged, for tests that count the lines of many
+#: connections from 127.0.0.1 in a second (the default logs ten a second
+#: from one address; tests/test_log_connections.py tests that).
+ALL_CONNECTION_LINES = (
+    "--log-connection-rate",
+    "0",
+    "--log-connection-rate-total",
+    "0",
+)
 
 #: The C{twistd nbecho} arguments used when a test gives neither C{--port}
 #: nor C{--listen}: loopback only, a port the kernel picks.
@@ -73,6 +84,27 @@ def tool(name: str, required: bool = False) -> str:
         assert not required, message
         pytest.skip(message)
     return path
+
+
+def asNobody(readEverything: bool = False) -> list[str]:
+    """
+    The command prefix that runs a program as user nobody, as systemd runs
+    a service as its dynamic user: no groups, no way back to privileges.
+
+    @param readEverything: also let nobody read (never write) every file,
+        to run the interpreter of an environment under root's home.
+    """
+    nobody = pwd.getpwnam("nobody")
+    prefix = [
+        tool("setpriv", required=True),
+        f"--reuid={nobody.pw_uid}",
+        f"--regid={nobody.pw_gid}",
+        "--clear-groups",
+        "--no-new-privs",
+    ]
+    if readEverything:
+        prefix += ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    return prefix
 
 
 def twistdCommand(*nbechoArgs: str) -> list[str]:

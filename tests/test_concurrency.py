@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IReactorTCP, IReactorTime, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
-from tests._servers import TIMEOUT, RunningServer
+from tests._servers import ALL_CONNECTION_LINES, TIMEOUT, ServerFactory
 
 CLIENTS = 100
 LINES = 200
@@ -62,11 +62,12 @@ def _script(number: int) -> list[bytes]:
 
 
 @pytest_twisted.ensureDeferred
-async def test_hundredClientsAtOnce(server: RunningServer) -> None:
+async def test_hundredClientsAtOnce(nbechoServer: ServerFactory) -> None:
     """
     100 clients connected together each get back exactly their own data,
     and each is answered while all the others are still connected.
     """
+    server = nbechoServer(*ALL_CONNECTION_LINES)
     tcp: IReactorTCP = reactor
     clock: IReactorTime = reactor
     endpoint = TCP4ClientEndpoint(tcp, "127.0.0.1", server.port, timeout=TIMEOUT)

@@ -20,6 +20,7 @@ from tests._stress import (
     echoLine,
     stressServer,
 )
+from tests.test_matrix import _scrape
 
 pytestmark = pytest.mark.stress
 
@@ -222,27 +223,38 @@ def test_fileLimitRaisedAndWarned(nbechoServer: ServerFactory) -> None:
     server.waitForLog(r"Raised the open file limit from 128 to 512")
     server.waitForLog(
         r"The open file limit 512 \(hard limit 512\) is below "
-        r"--max-connections 1000: accepting will fail at about 448 "
-        r"connections"
+        r"--max-connections 1000: connections beyond 448 will be refused"
     )
     assertHealthy(server)
 
 
 def test_outOfFileDescriptors(nbechoServer: ServerFactory) -> None:
     """
-    Past the open file limit, new connections are closed at once with a log
-    line, and the connections already open keep echoing.
+    Connections never take the descriptors the server keeps for itself:
+    past the room the open file limit leaves (the limit less 64), new
+    connections are refused with a log line, the connections already open
+    keep echoing, and a metrics scrape still answers.
     """
-    server = stressServer(nbechoServer, "--max-connections", "0", fileLimit=(64, 64))
+    server = stressServer(
+        nbechoServer,
+        *("--max-connections", "0"),
+        *("--metrics", "tcp:0:interface=127.0.0.1"),
+        *("--log-connection-rate", "0"),
+        fileLimit=(128, 128),
+    )
     socks = []
     held = 0
     try:
         for _ in range(80):
             socks.append(server.connect())
-        server.waitForLog(r"EMFILE recovery: Closed socket from")
+        server.waitForLog(
+            r"Refused 127\.0\.0\.1:\d+: too many connections "
+            r"\(the open file limit leaves room for 64\)"
+        )
         assertEchoes(socks[0], b"first still served\n")
         held = sum(1 for sock in socks if _stillOpen(sock))
-        assert 0 < held < 80
+        assert held == 64
+        assert _scrape(server.metricsURL())["nbecho_connections_open"] == 64
     finally:
         for sock in socks:
             sock.close()

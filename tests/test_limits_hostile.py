@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests._clients import peerOf, recvAll, recvExactly, reset, sendAndHalfClose
-from tests._servers import RunningServer, ServerFactory
+from tests._servers import ALL_CONNECTION_LINES, RunningServer, ServerFactory
 from tests._stress import LISTEN, PATIENCE, assertHealthy, bystanders
 
 pytestmark = pytest.mark.stress
@@ -29,7 +29,7 @@ def sharedServer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
     """
     servers = ServerFactory(tmp_path_factory.mktemp("hostile"))
     try:
-        server = servers(*LISTEN, timeout=PATIENCE)
+        server = servers(*LISTEN, *ALL_CONNECTION_LINES, timeout=PATIENCE)
         yield server
         assertHealthy(server)
         assert b"\x1b" not in server.logBytes()

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests._clients import peerOf, recvAll
-from tests._servers import ServerFactory
+from tests._servers import ALL_CONNECTION_LINES, ServerFactory
 from tests._stress import (
     PATIENCE,
     assertHealthy,
@@ -163,7 +163,7 @@ def test_tenThousandConnections(nbechoServer: ServerFactory) -> None:
     its own message back.
     """
     _raiseOwnFileLimit(CONNECTIONS + 500)
-    server = stressServer(nbechoServer, "--quiet")
+    server = stressServer(nbechoServer, "--quiet", *ALL_CONNECTION_LINES)
     echoLine(server, b"warm up")
     base = memory(server)["VmRSS"]
     selector = selectors.DefaultSelector()

@@ -22,11 +22,13 @@ from tests._servers import RunningServer, ServerFactory, portOf, runTwistd, tool
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def scrape(server: RunningServer) -> Samples:
+def scrape(server: RunningServer, url: str | None = None) -> Samples:
     """
     GET /metrics with curl, as Prometheus would, and index every sample.
+
+    @param url: the metrics URL, when C{server}'s log cannot tell it.
     """
-    url = server.metricsURL()
+    url = url or server.metricsURL()
     result = subprocess.run(
         [tool("curl", required=True), "--silent", "--show-error", "--fail", url],
         capture_output=True,

@@ -13,7 +13,13 @@ import socket
 import struct
 
 from tests._clients import peerOf, recvAll
-from tests._servers import RunningServer, ServerFactory, portOf, waitFor
+from tests._servers import (
+    ALL_CONNECTION_LINES,
+    RunningServer,
+    ServerFactory,
+    portOf,
+    waitFor,
+)
 from tests.test_jsonlog import jsonEvents
 
 HAPROXY = ("--listen", "haproxy:tcp:0:interface=127.0.0.1")
@@ -82,7 +88,7 @@ def test_malformedHeadersAreOneWarningEach(nbechoServer: ServerFactory) -> None:
     Each malformed or out-of-range PROXY header closes its connection with
     one proxy_refused warning naming the proxy's peer, and no traceback.
     """
-    server = nbechoServer(*HAPROXY, "--log-format", "json")
+    server = nbechoServer(*HAPROXY, *ALL_CONNECTION_LINES, "--log-format", "json")
     peers = {}
     problems = []
     for what, header in MALFORMED.items():

@@ -31,7 +31,7 @@ from packaging.requirements import Requirement
 from nbecho.server._rlimit import SPARE
 from nbecho.tap import Options
 from tests._clients import lines, runClient
-from tests._servers import RunningServer, freePort, launch, tool, waitFor
+from tests._servers import RunningServer, asNobody, freePort, launch, tool, waitFor
 
 ROOT = Path(__file__).parent.parent
 CONTRIB = ROOT / "contrib"
@@ -135,7 +135,7 @@ def rootVenv() -> Iterator[Path]:
         twistd.chmod(0o755)
         plugins.chmod(0o555)
         reachable = subprocess.run(
-            [*_asNobody(), str(venv / "bin" / "python"), "-c", "import nbecho.tap"],
+            [*asNobody(), str(venv / "bin" / "python"), "-c", "import nbecho.tap"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -158,21 +158,6 @@ def _environment() -> dict[str, str]:
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
-def _asNobody() -> list[str]:
-    """
-    The command prefix that runs a program as user nobody, as systemd runs
-    a service as its dynamic user: no groups, no way back to privileges.
-    """
-    nobody = pwd.getpwnam("nobody")
-    return [
-        tool("setpriv", required=True),
-        f"--reuid={nobody.pw_uid}",
-        f"--regid={nobody.pw_gid}",
-        "--clear-groups",
-        "--no-new-privs",
-    ]
-
-
 def _serveAsNobody(venv: Path) -> RunningServer:
     """
     Run the unit's C{ExecStart=} as user nobody with the unit's
@@ -187,7 +172,7 @@ def _serveAsNobody(venv: Path) -> RunningServer:
         "--fdname=nbecho",
         "--listen",
         f"127.0.0.1:{port}",
-        *_asNobody(),
+        *asNobody(),
         *_command(service["ExecStart"], venv),
     ]
     server = launch(

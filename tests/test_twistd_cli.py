@@ -7,6 +7,7 @@ which C{.ci/run} must repeat word for word).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -16,7 +17,6 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from nbecho.client.cli import Options as ClientOptions
 from nbecho.tap import Options
 from tests._clients import runClient
 from tests._servers import (
@@ -310,15 +310,27 @@ def test_ciRunsTheReadmeTestCommand() -> None:
     assert "apt-packages" in installer and "sudo" in installer
 
 
-def test_readmeDocumentsEveryOption() -> None:
+def test_installDebianPackagesWhenAllInstalled(tmp_path: Path) -> None:
     """
-    Every option of C{twistd nbecho} and of C{nbecho-client} appears in
-    README.rst.
+    With every package of C{.ci/apt-packages} installed, the README's first
+    step does nothing and succeeds, for any user: it calls neither
+    C{apt-get} nor C{sudo}, which here fail loudly.
     """
-    clientOptions: list[str] = ClientOptions().longOpt
-    client = {f"--{name.rstrip('=')}" for name in clientOptions}
-    options = _longOptions() | (client - {"--help", "--version"})
-    missing = sorted(
-        name for name in options if not re.search(rf"``{name}[`= ]", README)
+    for name in ("apt-get", "sudo"):
+        fake = tmp_path / name
+        fake.write_text(f"#!/bin/sh\necho {name} was called >&2\nexit 99\n")
+        fake.chmod(0o755)
+    command = ["sh", str(ROOT / ".ci" / "install-debian-packages")]
+    if os.getuid() == 0:
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        command = nobody + command
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin:/usr/sbin:/sbin"},
     )
-    assert missing == []
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "install-debian-packages: all installed already\n"

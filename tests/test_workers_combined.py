@@ -19,7 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from tests._servers import RunningServer, ServerFactory, runTwistd, waitFor
+from tests._servers import (
+    ALL_CONNECTION_LINES,
+    RunningServer,
+    ServerFactory,
+    runTwistd,
+    waitFor,
+)
 from tests.test_metrics import scrape, value
 
 WORKER_STARTED = r"worker 2 started, pid (\d+)"
@@ -224,7 +230,7 @@ def test_workersTextDurations(nbechoServer: ServerFactory) -> None:
     A worker's close line shows its duration to the millisecond, exactly as
     twistd's process shows its own.
     """
-    server = nbechoServer("--workers", "2", listeners=2)
+    server = nbechoServer("--workers", "2", *ALL_CONNECTION_LINES, listeners=2)
     _closeAll(_untilBothServe(server.connect, server))
     server.waitForLog(r"worker 2\] close ")
     for line in server.logLines("] close "):

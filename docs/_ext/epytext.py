@@ -341,7 +341,59 @@ def missingReference(
     return None
 
 
+_ATTRS_DEFAULT = re.compile(r"attr_dict\['(\w+)'\]\.default|\b(\w+)=NOTHING\b")
+
+
+def _attrsDefault(cls: Any, name: str) -> str:
+    """
+    How the default of attrs field C{name} of C{cls} reads in source code:
+    its repr, or C{list()} for C{attrs.Factory(list)}.  A factory that takes
+    the instance shows the value it gives when every other field keeps its
+    default.
+    """
+    import attr
+
+    default = attr.fields_dict(cls)[name].default
+    if not isinstance(default, attr.Factory):  # type: ignore[arg-type]
+        return repr(default)
+    if default.takes_self:  # type: ignore[attr-defined]
+        try:
+            return repr(getattr(cls(), name))
+        except (TypeError, ValueError):  # other fields have no default
+            pass
+    factory = default.factory  # type: ignore[attr-defined]
+    return f"{getattr(factory, '__qualname__', repr(factory))}()"
+
+
+def processSignature(
+    app: Sphinx,
+    what: str,
+    name: str,
+    obj: Any,
+    options: Any,
+    signature: str | None,
+    returnAnnotation: str | None,
+) -> tuple[str | None, str | None] | None:
+    """
+    Show an attrs class's real defaults: with C{autodoc_preserve_defaults},
+    the C{__init__} attrs writes would show C{attr_dict['name'].default},
+    and a factory's default C{NOTHING}.
+    """
+    import attr
+
+    if not signature or not inspect.isclass(obj) or not attr.has(obj):
+        return None
+
+    def real(match: re.Match[str]) -> str:
+        if match.group(1):
+            return _attrsDefault(obj, match.group(1))
+        return f"{match.group(2)}={_attrsDefault(obj, match.group(2))}"
+
+    return _ATTRS_DEFAULT.sub(real, signature), returnAnnotation
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("autodoc-process-docstring", processDocstring)
+    app.connect("autodoc-process-signature", processSignature)
     app.connect("missing-reference", missingReference)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

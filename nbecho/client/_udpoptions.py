@@ -85,7 +85,8 @@ def udpOptions(options: usage.Options) -> tuple[str, int] | None:
     if address is None:
         given = [f"--{o}" for o in ("timeout", "retries") if options[o] is not None]
         if given:
-            raise usage.UsageError(f"{' and '.join(given)} go with --udp only")
+            verb = "goes" if len(given) == 1 else "go"
+            raise usage.UsageError(f"{' and '.join(given)} {verb} with --udp only")
         return None
     try:
         timeout = float(options["timeout"] or "1")

@@ -39,6 +39,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from nbecho import __version__
 from nbecho.deploy.workers import WorkerPool
+from nbecho.logs.logfile import LOG_WRITE_FAILURES
 from nbecho.server._address import formatAddress
 from nbecho.server.listening import ListeningService
 from nbecho.server.protocol import EchoProtocol
@@ -97,6 +98,11 @@ class StatsCollector:
             "nbecho_udp_dropped",
             "UDP datagrams left unanswered, by reason.",
             stats.udpDropped,
+        )
+        yield CounterMetricFamily(
+            "nbecho_log_write_errors",
+            "Log lines lost because the log file could not be written.",
+            value=LOG_WRITE_FAILURES.count,
         )
 
 

@@ -47,7 +47,7 @@ from nbecho._words import counted
 from nbecho.deploy.proxyheader import Header, HeaderError, HeaderReader
 from nbecho.interfaces import IEchoConnection
 from nbecho.logs.escape import escapeMessage
-from nbecho.server._address import formatAddress
+from nbecho.server._address import formatAddress, logKey
 from nbecho.server.factory import EchoFactory, Refusal
 from nbecho.stats import EchoStats
 
@@ -146,9 +146,15 @@ class ProxiedConnection(ProtocolWrapper, TimeoutMixin):
             self.loseConnection()
 
     def _warn(self, problem: str) -> None:
+        peer = self.transport.getPeer()
+        limit = self.echoFactory.connectionLog
+        key = logKey(peer)
+        if not limit.admit(key):
+            limit.hold(key, "without a valid PROXY header")
+            return
         log.warn(
             "No valid PROXY header from {peer}: {problem}",
-            peer=formatAddress(self.transport.getPeer()),
+            peer=formatAddress(peer),
             problem=problem,
             received=escapeMessage(self._reader.first),
             nbecho_event="proxy_refused",

@@ -87,7 +87,7 @@ def shareLimits(settings: EchoSettings, workers: int) -> EchoSettings:
         return settings
     shares = {
         name: max(1, getattr(settings, name) // workers)
-        for name in ("maxConnections", "logRateTotal")
+        for name in ("maxConnections", "logRateTotal", "logConnectionRateTotal")
         if getattr(settings, name)
     }
     return attrs.evolve(settings, **shares) if shares else settings

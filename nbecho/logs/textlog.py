@@ -24,7 +24,7 @@ from __future__ import annotations
 import string
 import sys
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from twisted.logger import (
     FileLogObserver,
@@ -34,7 +34,14 @@ from twisted.logger import (
     formatTime,
     timeFormatRFC3339,
 )
-from twisted.python.logfile import LogFile
+
+from nbecho.logs.connlimit import TwistedAcceptLines
+from nbecho.logs.logfile import (
+    GuardedOutput,
+    RegularLogFile,
+    checkLogFile,
+    logFilePath,
+)
 
 _Compiled = tuple[tuple[str, str, str], ...]
 
@@ -137,6 +144,8 @@ class _TwistdLog:
 
     logfile = ""
     nodaemon = True
+    #: Whether Twisted's own lines about accepting connections are limited.
+    limitAcceptLines = True
 
 
 def logDestination(twistdOptions: Any) -> IO[Any]:
@@ -145,20 +154,21 @@ def logDestination(twistdOptions: Any) -> IO[Any]:
     it on C{SIGUSR1}, as twistd rotates its own); stdout for C{-} or for
     C{--nodaemon} without C{--logfile}; else C{twistd.log}.  Both of nbecho's
     observers (this fast text one and C{--log-format json}) replace twistd's,
-    so they write here.
+    so they write here, through L{GuardedOutput}: a write that fails is
+    counted and reported, never raised.
     """
-    options = twistdOptions if twistdOptions is not None else {}
-    path = options.get("logfile") or ""
-    if path == "-" or (not path and options.get("nodaemon", True)):
-        return sys.stdout
-    logFile = LogFile.fromFullPath(path or "twistd.log")
+    path = logFilePath(twistdOptions)
+    if path is None:
+        # GuardedOutput has all of a file the log observers use.
+        return cast(IO[Any], GuardedOutput(sys.stdout, "standard output"))
+    logFile = RegularLogFile.fromFullPath(path)
     _LOG_FILES.append(logFile)
-    return logFile
+    return cast(IO[Any], GuardedOutput(logFile, path))
 
 
 #: The log files L{logDestination} opened, for L{reopenLogFiles} and
 #: L{rotateLogFiles}.
-_LOG_FILES: list[LogFile] = []
+_LOG_FILES: list[RegularLogFile] = []
 
 
 def rotateLogFiles() -> None:
@@ -193,11 +203,15 @@ def reopenLogFiles() -> list[str]:
 def observerFactory() -> ILogObserver:
     """
     twistd's C{--logger} factory: the fast text observer on twistd's log
-    destination.
+    destination, with Twisted's own lines about accepting connections
+    rate-limited (L{nbecho.logs.connlimit.TwistedAcceptLines}).
     """
-    return fastTextFileLogObserver(
+    from twisted.internet import reactor
+
+    observer = fastTextFileLogObserver(
         logDestination({"logfile": _TwistdLog.logfile, "nodaemon": _TwistdLog.nodaemon})
     )
+    return TwistedAcceptLines(observer, _TwistdLog.limitAcceptLines, reactor)
 
 
 def useFastTextLog(options: Any) -> None:
@@ -214,5 +228,32 @@ def useFastTextLog(options: Any) -> None:
         return  # twistd refuses this itself
     _TwistdLog.logfile = twistd.get("logfile") or ""
     _TwistdLog.nodaemon = bool(twistd.get("nodaemon"))
-    factory: Callable[[], ILogObserver] = observerFactory
-    twistd["logger"] = f"{factory.__module__}.{factory.__name__}"
+    settings = options.get("settings")
+    _TwistdLog.limitAcceptLines = bool(
+        getattr(settings, "logConnectionRateTotal", 1)
+        or getattr(settings, "logConnectionRate", 1)
+    )
+    twistd["logger"] = _FACTORY
+
+
+_factory: Callable[[], ILogObserver] = observerFactory
+_FACTORY = f"{_factory.__module__}.{_factory.__name__}"
+
+
+def checkLogDestination(options: Any) -> None:
+    """
+    When nbecho writes twistd's log (its text observer, or C{--log-format
+    json}), check that the log file can be written, while twistd parses its
+    options: twistd opens it only after the plugin made its service, and
+    a daemon's traceback would reach nobody.
+
+    @raise SystemExit: with one line, for a log file that cannot be written.
+    """
+    twistd = getattr(options, "parent", None)
+    if twistd is None or "logger" not in twistd or twistd.get("syslog"):
+        return
+    ours = twistd["logger"] == _FACTORY or (
+        twistd["logger"] is None and options.get("log-format") == "json"
+    )
+    if ours:
+        checkLogFile(twistd)

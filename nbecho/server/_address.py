@@ -53,3 +53,28 @@ def formatAddress(address: IAddress | None) -> str:
     if host is not None and port is not None:
         return f"{host}:{port}"
     return str(address)
+
+
+def peerKey(address: IAddress | None) -> str | None:
+    """
+    The client IP that C{--max-per-peer} counts C{address} under.
+
+    UNIX-socket peers have no host: they are local processes already
+    admitted by the socket file's permissions, so only the total limit
+    applies to them (C{None}).
+    """
+    if isinstance(address, (IPv4Address, IPv6Address)):
+        return unmapped(address.host)
+    host = getattr(address, "host", None)
+    return host if isinstance(host, str) else None
+
+
+def logKey(address: IAddress | None) -> str:
+    """
+    The client address that connection lines are rate-limited under: the
+    IP without its port, or the socket path (C{unix:...}) of a UNIX peer.
+    """
+    key = peerKey(address)
+    if key is not None:
+        return key
+    return formatAddress(address)

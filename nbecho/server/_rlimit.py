@@ -13,8 +13,6 @@ from collections.abc import Callable
 import attrs
 from twisted.logger import Logger
 
-from nbecho._words import counted
-
 log = Logger(namespace="nbecho")
 
 #: Descriptors the server needs besides connections: listening sockets, log
@@ -36,6 +34,13 @@ class FileLimit:
     before: int
     after: int
     hard: int
+
+    @property
+    def unlimited(self) -> bool:
+        """
+        Whether the soft limit, once raised, is infinite.
+        """
+        return _infinite(self.after)
 
 
 def _infinite(value: int) -> bool:
@@ -86,13 +91,12 @@ def raiseFileLimit(
     if maxConnections and not _infinite(after) and after < maxConnections + SPARE:
         log.warn(
             "The open file limit {limit} (hard limit {hard}) is below "
-            "--max-connections {maxConnections}: accepting will fail at "
-            "about {usableText}",
+            "--max-connections {maxConnections}: connections beyond {usable} "
+            "will be refused",
             limit=after,
             hard=_show(hard),
             maxConnections=maxConnections,
             usable=max(after - SPARE, 0),
-            usableText=counted(max(after - SPARE, 0), "connection"),
             nbecho_event="file_limit_low",
         )
     return FileLimit(before=soft, after=after, hard=hard)

@@ -36,6 +36,7 @@ from zope.interface import implementer
 from nbecho.interfaces import IEchoConnection
 
 if TYPE_CHECKING:
+    from nbecho.logs.connlimit import ConnectionLogLimit
     from nbecho.logs.ratelimit import LogBudget
     from nbecho.settings import EchoSettings
     from nbecho.stats import EchoStats
@@ -52,6 +53,7 @@ class ConnectionOwner(Structural):
     settings: EchoSettings
     clock: Any
     logBudget: LogBudget
+    connectionLog: ConnectionLogLimit
 
     def release(self, connection: Connection) -> None: ...
 

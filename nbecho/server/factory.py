@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
 from nbecho.interfaces import IEchoConnection
+from nbecho.logs.connlimit import ConnectionLogLimit
 from nbecho.logs.ratelimit import LogBudget
-from nbecho.server._address import formatAddress, unmapped
+from nbecho.server._address import formatAddress, logKey, peerKey
 from nbecho.server.connection import Connection
 from nbecho.server.lines import LineEchoProtocol
 from nbecho.server.protocol import EchoProtocol
@@ -42,20 +42,13 @@ REFUSAL = b"error: too many connections\n"
 #: The limit names that C{EchoStats.refused} counts refusals under.
 MAX_CONNECTIONS = "max-connections"
 MAX_PER_PEER = "max-per-peer"
+#: Refused because the open file limit has no room left for a connection.
+OPEN_FILES = "open-files"
 
-
-def peerKey(address: IAddress | None) -> str | None:
-    """
-    The client IP that C{--max-per-peer} counts C{address} under.
-
-    UNIX-socket peers have no host: they are local processes already
-    admitted by the socket file's permissions, so only the total limit
-    applies to them (C{None}).
-    """
-    if isinstance(address, (IPv4Address, IPv6Address)):
-        return unmapped(address.host)
-    host = getattr(address, "host", None)
-    return host if isinstance(host, str) else None
+#: Refusals that may linger at once, to let their clients read why; beyond
+#: this, a refused connection is cut at once so that refusals cannot use up
+#: the descriptors they protect.
+LINGERING_REFUSALS = 16
 
 
 class Refusal(Connection):
@@ -66,10 +59,14 @@ class Refusal(Connection):
 
     #: Refusals must not pile up: a refused client gets less time to close.
     lingerTimeout = 1.0
+    factory: EchoFactory
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self.peer = formatAddress(self.transport.getPeer())
+        if self.factory.refusing > LINGERING_REFUSALS:
+            self.transport.abortConnection()
+            return
         self.transport.write(REFUSAL)
         self.close("refused")
 
@@ -91,6 +88,11 @@ class EchoFactory(ServerFactory):
     @ivar connections: every open connection, refusals included.
     @ivar open: connections admitted and not yet closed.
     @ivar logBudget: the per-message log lines all connections share.
+    @ivar connectionLog: which connections have their lines logged.
+    @ivar fileRoom: how many connections, refusals included, the open file
+        limit leaves room for beside the descriptors the server keeps for
+        itself (listeners, log, metrics); 0: no such limit known.
+    @ivar refusing: refusals open now.
     """
 
     noisy = False
@@ -105,9 +107,16 @@ class EchoFactory(ServerFactory):
             clock = reactor
         self.clock: Any = clock
         self.logBudget = LogBudget(self.settings.logRateTotal)
+        self.connectionLog = ConnectionLogLimit(
+            self.settings.logConnectionRate,
+            self.settings.logConnectionRateTotal,
+            clock,
+        )
         self.protocol = PROTOCOLS[self.settings.framing]  # type: ignore[assignment]
         self.connections: set[IEchoConnection] = set()
         self.open = 0
+        self.fileRoom = 0
+        self.refusing = 0
         self.perPeer: dict[str, int] = {}
         self._admitted: dict[IEchoConnection, str | None] = {}
         self._closed = EchoStats()
@@ -118,6 +127,8 @@ class EchoFactory(ServerFactory):
         key = peerKey(addr)
         if settings.maxConnections and self.open >= settings.maxConnections:
             return self._refuse(addr, MAX_CONNECTIONS, settings.maxConnections)
+        if self.fileRoom and len(self.connections) >= self.fileRoom:
+            return self._refuse(addr, OPEN_FILES, self.fileRoom)
         if (
             key is not None
             and settings.maxPerPeer
@@ -137,16 +148,24 @@ class EchoFactory(ServerFactory):
     def _refuse(self, addr: IAddress | None, limit: str, value: int) -> Refusal:
         refused = self._closed.refused
         refused[limit] = refused.get(limit, 0) + 1
-        log.warn(
-            "Refused {peer}: too many connections (--{limit} {value})",
-            peer=formatAddress(addr),
-            limit=limit,
-            value=value,
-            nbecho_event="refused",
-        )
+        host = logKey(addr)
+        if self.connectionLog.admit(host):
+            log.warn(
+                "Refused {peer}: too many connections ({why})",
+                peer=formatAddress(addr),
+                why=f"the open file limit leaves room for {value}"
+                if limit == OPEN_FILES
+                else f"--{limit} {value}",
+                limit=limit,
+                value=value,
+                nbecho_event="refused",
+            )
+        else:
+            self.connectionLog.hold(host, "refused")
         protocol = Refusal()
         protocol.factory = self
         self.connections.add(protocol)
+        self.refusing += 1
         return protocol
 
     def handOver(self, old: IEchoConnection, new: IEchoConnection) -> None:
@@ -181,6 +200,8 @@ class EchoFactory(ServerFactory):
                 else:
                     del self.perPeer[key]
             connection.addTo(self._closed)
+        else:
+            self.refusing -= 1
         if not self.connections:
             waiting, self._whenEmpty = self._whenEmpty, []
             for d in waiting:

@@ -123,13 +123,14 @@ class LineEchoProtocol(EchoProtocol):
 
     def _lineTooLong(self, length: int) -> None:
         limit = self.settings.maxLineLength
-        log.warn(
-            "Line too long from {peer}: {length} bytes, limit {limit}",
-            peer=self.peer,
-            length=length,
-            limit=limit,
-            nbecho_event="line_too_long",
-        )
+        if self.logged:
+            log.warn(
+                "Line too long from {peer}: {length} bytes, limit {limit}",
+                peer=self.peer,
+                length=length,
+                limit=limit,
+                nbecho_event="line_too_long",
+            )
         self._partial = None
         # Counted as sent: the close line says what the client received.
         self.echo(b"error: line too long (limit %d bytes)\n" % (limit,))

@@ -25,7 +25,7 @@ from nbecho._words import counted
 from nbecho.logs.batch import info, logMessages
 from nbecho.logs.escape import escapeMessage
 from nbecho.logs.ratelimit import LogLimiter, limiterFor
-from nbecho.server._address import formatAddress
+from nbecho.server._address import formatAddress, logKey
 from nbecho.server._fastwrite import fastWriter
 from nbecho.server.connection import Connection
 
@@ -61,6 +61,9 @@ class EchoProtocol(Connection):
     bytesOut = 0
     started = 0.0
     logLimit: LogLimiter | None = None
+    #: Whether this connection's lines are logged (L{nbecho.logs.connlimit}).
+    logged = True
+    logKey = ""
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -70,7 +73,10 @@ class EchoProtocol(Connection):
         self.transport.registerProducer(self.transport, True)
         self._write = fastWriter(self.transport)
         self.logLimit = limiterFor(self.peer, self.factory)
-        log.info("Accept {peer}", peer=self.peer, nbecho_event="accept")
+        self.logKey = logKey(self.transport.getPeer())
+        self.logged = self.factory.connectionLog.admit(self.logKey)
+        if self.logged:
+            log.info("Accept {peer}", peer=self.peer, nbecho_event="accept")
 
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
@@ -152,6 +158,10 @@ class EchoProtocol(Connection):
         tls = (
             None if self.closeWhy else tlsFailure(reason, self.transport, self.bytesIn)
         )
+        if not self.logged:
+            self.factory.connectionLog.hold(self.logKey, _outcome(self.closeWhy, tls))
+            super().connectionLost(reason)
+            return
         emit = log.info if tls is None else log.warn
         emit(
             "close {peer} ({reason}): {messagesText}, {bytesInText} in, "
@@ -168,6 +178,19 @@ class EchoProtocol(Connection):
             nbecho_event="close",
         )
         super().connectionLost(reason)
+
+
+#: The outcome a close reason counts under when its lines are held back.
+_OUTCOMES = {"idle timeout": "timed out", "line too long": "with a line too long"}
+
+
+def _outcome(closeWhy: str, tls: str | None) -> str:
+    """
+    How a connection ended, as L{nbecho.logs.connlimit} summarises it.
+    """
+    if tls is not None:
+        return "failing the TLS handshake"
+    return _OUTCOMES.get(closeWhy, "closed")
 
 
 def withoutTerminator(message: bytes) -> bytes:

@@ -29,7 +29,7 @@ from twisted.logger import Logger
 from nbecho._words import counted
 from nbecho.logs.textlog import reopenLogFiles, rotateLogFiles
 from nbecho.server._errors import inWords
-from nbecho.server._rlimit import raiseFileLimit
+from nbecho.server._rlimit import SPARE, raiseFileLimit
 from nbecho.server.factory import EchoFactory
 from nbecho.server.listening import ListeningService
 from nbecho.settings import EchoSettings
@@ -100,7 +100,11 @@ class ServerService(MultiService):
         return stats
 
     def privilegedStartService(self) -> None:
-        raiseFileLimit(self.factory.settings.maxConnections)
+        limit = raiseFileLimit(self.factory.settings.maxConnections)
+        if limit is not None and not limit.unlimited:
+            # Connections never take the descriptors the server keeps for
+            # itself (listeners, log files, the metrics port).
+            self.factory.fileRoom = max(limit.after - SPARE, 1)
         super().privilegedStartService()
 
     def startService(self) -> None:

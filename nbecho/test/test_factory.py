@@ -11,6 +11,7 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from nbecho.server._address import peerKey
 from nbecho.server.factory import (
     MAX_CONNECTIONS,
     MAX_PER_PEER,
@@ -18,7 +19,6 @@ from nbecho.server.factory import (
     REFUSAL,
     EchoFactory,
     Refusal,
-    peerKey,
 )
 from nbecho.server.lines import LineEchoProtocol
 from nbecho.server.protocol import EchoProtocol

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import sys
+from typing import Any
 
 from twisted.application.service import Application, IService
 from twisted.logger import ILogObserver, Logger
@@ -42,18 +43,18 @@ class JSONLinesObserverTests(SynchronousTestCase):
 class LogDestinationTests(SynchronousTestCase):
     def test_stdout(self) -> None:
         """--logfile=-, or --nodaemon without --logfile, is standard output."""
-        self.assertIs(logDestination({"logfile": "-", "nodaemon": False}), sys.stdout)
-        self.assertIs(logDestination({"logfile": None, "nodaemon": True}), sys.stdout)
-        self.assertIs(logDestination(None), sys.stdout)
+        for twistd in ({"logfile": "-", "nodaemon": False}, {"nodaemon": True}, None):
+            destination: Any = logDestination(twistd)
+            self.assertIs(destination.outFile, sys.stdout)
 
     def test_logfile(self) -> None:
         """--logfile names a file that twistd's LogFile rotates."""
         self.patch(textlog, "_LOG_FILES", [])
         path = self.mktemp()
-        destination = logDestination({"logfile": path, "nodaemon": True})
+        destination: Any = logDestination({"logfile": path, "nodaemon": True})
         self.addCleanup(destination.close)
-        self.assertIsInstance(destination, LogFile)
-        self.assertEqual(destination.path, os.path.abspath(path))  # type: ignore[attr-defined]
+        self.assertIsInstance(destination.outFile, LogFile)
+        self.assertEqual(destination.outFile.path, os.path.abspath(path))
 
 
 class ServiceTests(TestCase):

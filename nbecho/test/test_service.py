@@ -458,8 +458,7 @@ class FileLimitTests(SynchronousTestCase):
         self.assertEqual(calls, [(1024, 1024)])
         self.assertIn(
             "The open file limit 1024 (hard limit 1024) is below "
-            "--max-connections 10000: accepting will fail at about 960 "
-            "connections",
+            "--max-connections 10000: connections beyond 960 will be refused",
             texts(events),
         )
 

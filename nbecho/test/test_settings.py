@@ -33,8 +33,9 @@ class EchoSettingsTests(SynchronousTestCase):
         By default messages are lines, C{exit} ends a connection, every message
         is logged, lines may be 64 KiB long, silence ends a connection after
         five minutes, 10,000 connections fit, a stop waits five seconds, a
-        PROXY header must arrive within five seconds, and a connection
-        logs 100 messages a second, all of them 1,000.
+        PROXY header must arrive within five seconds, a connection logs 100
+        messages a second, all of them 1,000, and 10 connections a second
+        from one address are logged, 100 from all.
         """
         self.assertEqual(
             attrs.asdict(EchoSettings()),
@@ -49,6 +50,8 @@ class EchoSettingsTests(SynchronousTestCase):
                 "shutdownGrace": 5.0,
                 "logRate": 100,
                 "logRateTotal": 1000,
+                "logConnectionRate": 10,
+                "logConnectionRateTotal": 100,
                 "proxyTimeout": 5.0,
             },
         )

@@ -183,7 +183,9 @@ class InstallTests(TestCase):
         """
         self.parse("-n", "nbecho", "--port", "0")
         observer: Any = observerFactory()
-        self.assertEqual(observer._outFile, __import__("sys").stdout)
+        self.assertIs(observer.observer._outFile.outFile, __import__("sys").stdout)
+        # Twisted's accept lines are limited.
+        self.assertEqual(observer.window.perSecond, 10)
 
     def test_ownLogger(self) -> None:
         """

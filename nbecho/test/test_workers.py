@@ -110,14 +110,20 @@ class CheckWorkersTests(SynchronousTestCase):
 class ShareLimitsTests(SynchronousTestCase):
     def test_split(self) -> None:
         """
-        The server-wide connection limit and total log rate are split
+        The server-wide connection limit and total log rates are split
         between the processes, so that together they stay within them.
         """
         shared = shareLimits(
             EchoSettings(maxConnections=10, logRateTotal=1000, quiet=True), 3
         )
         self.assertEqual(
-            shared, EchoSettings(maxConnections=3, logRateTotal=333, quiet=True)
+            shared,
+            EchoSettings(
+                maxConnections=3,
+                logRateTotal=333,
+                logConnectionRateTotal=33,
+                quiet=True,
+            ),
         )
 
     def test_atLeastOne(self) -> None:
@@ -134,7 +140,9 @@ class ShareLimitsTests(SynchronousTestCase):
         """
         settings = EchoSettings(maxConnections=10)
         self.assertIs(shareLimits(settings, 1), settings)
-        unlimited = EchoSettings(maxConnections=0, logRate=7, logRateTotal=0)
+        unlimited = EchoSettings(
+            maxConnections=0, logRate=7, logRateTotal=0, logConnectionRateTotal=0
+        )
         self.assertIs(shareLimits(unlimited, 8), unlimited)
 
 

@@ -7,7 +7,7 @@ from twisted.application.service import ServiceMaker
 nbecho = ServiceMaker(
     "nbecho",
     "nbecho.tap",
-    "An event-driven TCP echo server: every message a client sends comes back "
-    "to it, over IPv4, IPv6, UNIX sockets or TLS.",
+    "An event-driven echo server: every message a client sends comes back "
+    "to it, over TCP (IPv4 and IPv6), UNIX sockets, TLS or UDP.",
     "nbecho",
 )
