@@ -6,20 +6,23 @@ install, in one line, with a non-zero status and no traceback.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests._servers import LOOPBACK_ANY_PORT, TIMEOUT, freePort, launch
+from tests._servers import (
+    LOOPBACK_ANY_PORT,
+    TIMEOUT,
+    copyProject,
+    freePort,
+    launch,
+)
 
 #: It builds a virtual environment with pip: C{-m "not venv"} leaves it out
 #: of a quick local run; CI runs it like every other test.
 pytestmark = pytest.mark.venv
-
-ROOT = Path(__file__).parent.parent
 
 #: How long pip may take to build and install nbecho and Twisted from its
 #: cache (about 15 s on the CI machine; the first run downloads).
@@ -34,20 +37,7 @@ def plainBin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     only the first run on a machine downloads.
     """
     base = tmp_path_factory.mktemp("plain")
-    project = base / "project"
-    shutil.copytree(
-        ROOT,
-        project,
-        ignore=shutil.ignore_patterns(
-            ".git",
-            ".venv",
-            "build",
-            "*.egg-info",
-            "__pycache__",
-            ".*_cache",
-            "_trial_temp*",
-        ),
-    )
+    project = copyProject(base / "project")
     venv = base / "venv"
     subprocess.run(
         [sys.executable, "-m", "venv", str(venv)], check=True, timeout=TIMEOUT
