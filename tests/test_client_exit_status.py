@@ -32,7 +32,7 @@ def test_unechoedLinesAreCounted(
         assert result.returncode == 3, (attempt, result.stderr)
         assert result.stderr.decode().splitlines() == [
             f"nbecho-client: 127.0.0.1:{server.port}: the server closed the"
-            f" connection mid-session; {unechoed} not echoed"
+            f" connection with {unechoed} not echoed"
         ]
 
 

@@ -183,13 +183,15 @@ class Console(StdioLines):
         """
         unechoed = ""
         if self.pending:
-            unechoed = f"; {counted(self.pending, 'line')} not echoed"
+            unechoed = f" with {counted(self.pending, 'line')} not echoed"
         if not reason.check(ConnectionDone):
             return f"connection lost: {reason.getErrorMessage()}{unechoed}"
-        if self.sending or self.pending:
+        if self.pending:
+            return f"the server closed the connection{unechoed}"
+        if self.sending:
             # Twisted calls this "closed cleanly"; to the user the server
             # went away in the middle of the session.
-            return f"the server closed the connection mid-session{unechoed}"
+            return "the server closed the connection mid-session"
         return None
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:

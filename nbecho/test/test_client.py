@@ -213,7 +213,7 @@ class ConsoleTests(SynchronousTestCase):
         self.serverCloses()
         message = self.sessionError()
         self.assertEqual(
-            message, "the server closed the connection mid-session; 1 line not echoed"
+            message, "the server closed the connection with 1 line not echoed"
         )
         self.assertNotIn("\n", message)
 
