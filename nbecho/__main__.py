@@ -5,6 +5,6 @@ Where the console script is not on C{PATH} (a virtual environment that was
 not activated, a zipapp), the interpreter that has nbecho can still run it.
 """
 
-from nbecho.client.cli import main
+from nbecho.client.main import main
 
 main()

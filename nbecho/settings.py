@@ -122,7 +122,7 @@ class EchoSettings:
         default=attrs.Factory(_defaultExitWord, takes_self=True)
     )
     quiet: bool = False
-    maxLineLength: int = 65536
+    maxLineLength: int = 131072
     idleTimeout: float = 300.0
     maxConnections: int = 10000
     maxPerPeer: int = 0

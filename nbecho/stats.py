@@ -26,6 +26,8 @@ class EchoStats:
     @ivar refused: refused connections, by the limit that refused them.
     @ivar udpDatagrams: UDP datagrams echoed (counted in C{messages} too).
     @ivar udpDropped: UDP datagrams left unanswered, by reason.
+    @ivar faults: connections a C{--fault-*} option hit, by kind of fault.
+    @ivar greetings: C{--greeting} lines sent (not counted as echoes).
     """
 
     connectionsOpen: int = 0
@@ -36,6 +38,8 @@ class EchoStats:
     refused: dict[str, int] = attrs.Factory(dict)
     udpDatagrams: int = 0
     udpDropped: dict[str, int] = attrs.Factory(dict)
+    faults: dict[str, int] = attrs.Factory(dict)
+    greetings: int = 0
 
     def __add__(self, other: EchoStats) -> EchoStats:
         return EchoStats(
@@ -47,6 +51,8 @@ class EchoStats:
             refused=_sum(self.refused, other.refused),
             udpDatagrams=self.udpDatagrams + other.udpDatagrams,
             udpDropped=_sum(self.udpDropped, other.udpDropped),
+            faults=_sum(self.faults, other.faults),
+            greetings=self.greetings + other.greetings,
         )
 
     def toJSON(self) -> dict[str, Any]:
@@ -58,10 +64,24 @@ class EchoStats:
     @classmethod
     def fromJSON(cls, data: dict[str, Any]) -> EchoStats:
         """
-        The record L{toJSON} described.
+        The record L{toJSON} described, checked: a worker's answer is read
+        by twistd's process, and a garbled one must not reach a scrape's
+        sums.
+
+        @raise ValueError: if C{data} is not such a record.
         """
-        fields = {f.name for f in attrs.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in fields})
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        values: dict[str, Any] = {}
+        for field in attrs.fields(cls):
+            value = data.get(field.name, {} if field.type == "dict[str, int]" else 0)
+            counts = value.values() if isinstance(value, dict) else [value]
+            if not all(type(n) is int and n >= 0 for n in counts):
+                raise ValueError(f"{field.name}: not a count")
+            if isinstance(value, dict) != (field.type == "dict[str, int]"):
+                raise ValueError(f"{field.name}: wrong kind")
+            values[field.name] = value
+        return cls(**values)
 
 
 def _sum(one: dict[str, int], other: dict[str, int]) -> dict[str, int]:

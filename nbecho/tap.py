@@ -31,6 +31,8 @@ from nbecho.logs.jsonlog import (
     JSONLoggingService,
 )
 from nbecho.logs.textlog import checkLogDestination, logDestination, useFastTextLog
+from nbecho.server._faultoptions import FAULT_PARAMETERS, faultPlan
+from nbecho.server.faults import installFaults
 from nbecho.server.listening import listenBeforeStart
 from nbecho.server.service import buildServer
 from nbecho.server.udp import (
@@ -104,7 +106,7 @@ class Options(usage.Options):
         [
             "max-line-length",
             None,
-            "65536",
+            "131072",
             "Longest line (terminator excluded) in line framing, at most "
             "1073741824 (1 GiB); a longer one closes the connection.",
         ],
@@ -114,6 +116,21 @@ class Options(usage.Options):
             None,
             "Serve Prometheus metrics at /metrics over HTTP on this endpoint "
             "(e.g. tcp:9100:interface=127.0.0.1); off by default.",
+        ],
+        [
+            "metrics-max-connections",
+            None,
+            "10",
+            "Most connections the metrics port holds at once (1-32: within "
+            "the descriptors kept beside --max-connections); past it a "
+            "newcomer closes the longest idle one, or is refused.",
+        ],
+        [
+            "metrics-timeout",
+            None,
+            "10",
+            "Seconds a metrics connection gets to send a whole request, "
+            "from its start or its previous answer (1-3600).",
         ],
         [
             "log-format",
@@ -142,6 +159,7 @@ class Options(usage.Options):
             "Processes serving the same listening sockets (tcp:, tcp6:, unix:, "
             "systemd:), to use that many cores (1 to 256).",
         ],
+        *FAULT_PARAMETERS,
     ]
     compData = usage.Completions(
         optActions={
@@ -222,6 +240,7 @@ class Options(usage.Options):
         self["udp"] = _udpListeners(self)
         self["workers"] = checkWorkers(self["workers"], self["listen"])
         self["settings"] = shareLimits(self["settings"], self["workers"])
+        self["faults"] = faultPlan(self, self["workers"])
         # (option, name for the Ready? line and the log, endpoint string).
         listeners = [("--listen", each, each) for each in self["listen"]]
         if not listeners:
@@ -241,6 +260,10 @@ class Options(usage.Options):
                 f"--log-format takes one of {', '.join(LOG_FORMATS)}, "
                 f"not {self['log-format']!r}"
             )
+        self["metricsLimits"] = (
+            number("metrics-max-connections", self["metrics-max-connections"], 1, 32),
+            _metricsTimeout(self["metrics-timeout"]),
+        )
         if self["metrics"] is not None:
             _requireMetrics()
             _metricsEndpoint(MemoryReactor(), self["metrics"])
@@ -293,6 +316,16 @@ def _udpListeners(options: Options) -> list[str]:
     return found
 
 
+def _metricsTimeout(text: str) -> float:
+    value = seconds("metrics-timeout", text)
+    if not 1 <= value <= 3600:
+        raise usage.UsageError(
+            f"--metrics-timeout takes a number of seconds from 1 to 3600, "
+            f"not {shown(text)}"
+        )
+    return value
+
+
 def _requireMetrics() -> None:
     problem = missingExtra("--metrics", "metrics")
     if problem is not None:
@@ -320,6 +353,7 @@ def makeService(options: Options) -> IService:
     log.info("nbecho {version} starting up", version=__version__)
     server = buildServer(options["settings"], endpoints)
     server.handleSignals = True
+    installFaults(server.factory, options["faults"])
     service: MultiService = server
     if options["log-format"] == "json":
         destination = logDestination(getattr(options, "parent", None))
@@ -334,7 +368,9 @@ def makeService(options: Options) -> IService:
         from nbecho.deploy.metrics import addMetrics
 
         endpoint = _metricsEndpoint(reactor, options["metrics"])
-        addMetrics(server, options["metrics"], endpoint, pool)
+        addMetrics(
+            server, options["metrics"], endpoint, pool, *options["metricsLimits"]
+        )
     # Before twistd forks a daemon: a failure must reach the terminal.
     listenBeforeStart([service])
     return service

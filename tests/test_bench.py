@@ -99,6 +99,40 @@ def _hasMatplotlib() -> bool:
     return True
 
 
+@pytest.mark.parametrize("loader", ["c", "python"])
+def test_smokeSizes(tmp_path: Path, loader: str) -> None:
+    """
+    The message-size scenarios drive nbecho (both framings) and the asyncio
+    Protocol and readline baselines in a closed loop of 5-message requests
+    at 64 B and 100 KiB, check every byte, and report requests a second and
+    per-request latencies beside CPU per message.
+    """
+    args = [a if a != "c" else loader for a in SMOKE]
+    servers = "asyncio,asyncio-readline,nbecho-line,nbecho-raw-quiet"
+    result = _bench(
+        *args,
+        *("--modes", "", "--sizes", "64,102400", "--request-connections", "2"),
+        *("--servers", servers, "--json", "sizes.json"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "sizes.json").read_text())
+    assert list(data["summary"]) == ["requests-64", "requests-102400"]
+    for size in (64, 102400):
+        summary = data["summary"][f"requests-{size}"]
+        assert list(summary) == servers.split(",")
+        for row in summary.values():
+            assert row["messagesChecked"] > 0
+            assert row["bytesChecked"] == row["messagesChecked"] * size
+            assert row["requestsPerSecond"] * 5 == pytest.approx(
+                row["messagesPerSecond"], rel=0.2
+            )
+            assert 0 < row["latencyUs"]["p50"] <= row["latencyUs"]["p99"]
+        assert summary["asyncio-readline"]["ratioToReadline"] == 1.0
+    assert "5 messages of 102400 B a request" in result.stdout
+    assert "req/s" in result.stdout
+
+
 def test_smokePythonLoader(tmp_path: Path) -> None:
     """
     With C{--loader python} the Python load generator drives the servers and

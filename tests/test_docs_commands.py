@@ -97,7 +97,15 @@ RULES: list[tuple[str, str]] = [
     (r"^(python3 -m venv|pip install|pypy3 -m venv|sh \.ci/)", "installs packages"),
     (r"\.venv/bin/pip install", "installs packages"),
     (r"^python -m nbecho\.bench", "a benchmark of minutes: tests/test_bench.py"),
+    (
+        r"^git clone https://github\.com/MagicStack/vmbench$",
+        "a third-party benchmark from the network: tests/test_large_messages.py",
+    ),
     (r"^\$ nbecho-client$", "a terminal session: tests/test_client_terminal.py"),
+    (
+        r"^\$ (twistd -n nbecho|socat|ncat|nbecho-client load) ",
+        "a load run: tests/test_client_load.py",
+    ),
     (
         r"^\$ twistd nbecho --port",
         "a port in use: tests/test_listen_in_use.py, test_daemon_startup.py",

@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import attrs
@@ -93,12 +94,24 @@ def haproxy(nbechoServer: ServerFactory, tmp_path: Path) -> Iterator[Proxied]:
     config = config.replace("bind :9999", f"bind 127.0.0.1:{port}")
     config = config.replace("127.0.0.1:10001", f"127.0.0.1:{instances[0].port}")
     config = config.replace("127.0.0.1:10002", f"127.0.0.1:{instances[1].port}")
-    # Only for the test: a socket HAProxy creates once its listeners are bound.
-    ready = tmp_path / "haproxy.sock"
+    with haproxyRunning(config, tmp_path) as (process, ready):
+        yield Proxied(instances, port, process, ready)
+
+
+@contextmanager
+def haproxyRunning(
+    config: str, directory: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """
+    Run the real C{haproxy} with C{config} (written to C{directory}) until
+    the block ends; yield the process and its command socket, which exists
+    once its listeners are bound.
+    """
+    ready = directory / "haproxy.sock"
     config = config.replace("global\n", f"global\n    stats socket {ready}\n", 1)
-    (tmp_path / "haproxy.cfg").write_text(config)
+    (directory / "haproxy.cfg").write_text(config)
     process = subprocess.Popen(
-        [tool("haproxy", required=True), "-db", "-f", str(tmp_path / "haproxy.cfg")],
+        [tool("haproxy", required=True), "-db", "-f", str(directory / "haproxy.cfg")],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -107,7 +120,7 @@ def haproxy(nbechoServer: ServerFactory, tmp_path: Path) -> Iterator[Proxied]:
             lambda: ready.exists() or process.poll() is not None, "haproxy to start"
         )
         assert process.poll() is None, process.communicate()[0]
-        yield Proxied(instances, port, process, ready)
+        yield process, ready
     finally:
         process.terminate()
         process.communicate(timeout=30)

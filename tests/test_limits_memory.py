@@ -137,8 +137,10 @@ def test_endlessLineKeepsMemoryBounded(nbechoServer: ServerFactory) -> None:
         writer.start()
         answer = recvAll(sock)
         writer.join(PATIENCE)
-    assert answer == b"error: line too long (limit 65536 bytes)\n"
-    server.waitForLog(rf"Line too long from {peer}: \d+ bytes, limit 65536")
+    assert answer == (
+        b"error: line too long (limit 131072 bytes; raise it with --max-line-length)\n"
+    )
+    server.waitForLog(rf"Line too long from {peer}: \d+ bytes, limit 131072")
     server.waitForLog(rf"close {peer} \(line too long\)")
     peak = memory(server)["VmHWM"]
     print(f"\n100 MiB line: server peak RSS +{(peak - base) / MiB:.1f} MiB")

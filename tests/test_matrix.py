@@ -17,7 +17,7 @@ each cell the invariants are checked:
 
 The worker pipes and the log file have their own tests (a stopped worker in
 C{tests/test_workers_stalled.py}, an unwritable or full log in
-C{tests/test_log_file.py}); docs/limits.rst shows the whole matrix with the
+C{tests/test_logfile_failures.py}); docs/limits.rst shows the whole matrix with the
 test of each cell.
 """
 

@@ -7,6 +7,9 @@ talks to its parent over standard input and output: it connects, prints
 C{ready}, reads C{go T1 T2} (monotonic clock times: the measured window),
 keeps C{depth} messages in flight on every connection until C{T2}, waits for
 every outstanding echo, and prints one JSON line with what it measured.
+With C{requests} set it is a closed loop, as vmbench's echo client is: each
+connection sends C{depth} messages as one request and waits for all their
+echoes before the next; latencies are then per request.
 
 It is written against C{select.epoll} and plain sockets, with no framework,
 so that its own cost per message stays well below the servers it measures;
@@ -43,7 +46,16 @@ class _Connection:
     outstanding message was sent.
     """
 
-    __slots__ = ("done", "echoed", "outbuf", "pending", "sentAt", "seq", "sock")
+    __slots__ = (
+        "done",
+        "echoed",
+        "outbuf",
+        "pending",
+        "requestAt",
+        "sentAt",
+        "seq",
+        "sock",
+    )
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -53,16 +65,21 @@ class _Connection:
         self.echoed = 0
         self.done = 0
         self.outbuf = b""
+        self.requestAt = 0.0
 
 
 def _messages(conn: _Connection, count: int, width: int, modulo: int) -> bytes:
     """
-    C{count} new messages for C{conn}: a sequence number padded to C{width}
-    digits and LF, so that a lost, repeated or reordered message shows.
+    C{count} new messages for C{conn}: a sequence number padded with x (as
+    vmbench's payload is all x) to C{width} bytes and LF, so that a lost,
+    repeated or reordered message shows.
     """
     seq = conn.seq
     conn.seq = seq + count
-    return b"".join(b"%0*d\n" % (width, n % modulo) for n in range(seq, seq + count))
+    return b"".join(
+        (b"%d" % (n % modulo)).rjust(width, b"x") + b"\n"
+        for n in range(seq, seq + count)
+    )
 
 
 def run(config: dict[str, Any]) -> dict[str, Any]:
@@ -74,6 +91,7 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
     count = config["connections"]
     size = config["size"]
     depth = config["depth"]
+    requests = bool(config.get("requests"))
     width = size - 1
     modulo = 10 ** min(width, 18)
 
@@ -93,6 +111,7 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
 
     latencies: list[float] = []
     windowMessages = 0
+    windowRequests = 0
     bytesChecked = 0
     cpuStart = cpuEnd = None
     now = time.monotonic()
@@ -113,6 +132,7 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
             poller.modify(conn.sock.fileno(), select.EPOLLIN | select.EPOLLOUT)
 
     for conn in conns.values():
+        conn.requestAt = now
         send(conn, depth, now)
 
     sending = True
@@ -164,14 +184,20 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
             sentAt = conn.sentAt
             if inWindow:
                 windowMessages += k
-                for _ in range(k):
-                    latencies.append(now - sentAt.popleft())
-            else:
-                for _ in range(k):
-                    sentAt.popleft()
-            if sending:
+            for _ in range(k):
+                sentTime = sentAt.popleft()
+                if inWindow and not requests:
+                    latencies.append(now - sentTime)
+            idle = not conn.pending
+            if requests and idle and inWindow:
+                windowRequests += 1
+                latencies.append(now - conn.requestAt)
+            if sending and not requests:
                 send(conn, k, now)
-            elif not conn.pending:
+            elif sending and idle:
+                conn.requestAt = now
+                send(conn, depth, now)
+            elif not sending and idle:
                 outstanding -= 1
     if cpuStart is None:
         cpuStart = time.process_time()
@@ -183,6 +209,7 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
         latencies = random.sample(latencies, MAX_SAMPLES)
     return {
         "messages": windowMessages,
+        "requests": windowRequests if requests else windowMessages,
         "seconds": end - start,
         "cpu": cpuEnd - cpuStart,
         "bytesChecked": bytesChecked,

@@ -73,9 +73,11 @@ def chooseLoader(requested: str, workdir: Path) -> Path | None:
 def loaderCommand(program: Path | None, config: dict[str, Any]) -> list[str]:
     """
     The command that drives the server described by C{config} (C{host},
-    C{port}, C{connections}, C{size}, C{depth}).
+    C{port}, C{connections}, C{size}, C{depth}, and C{requests}: 1 for a
+    closed loop of C{depth}-message requests).
     """
     if program is None:
         return [sys.executable, "-m", "nbecho.bench.load", json.dumps(config)]
     keys = ("host", "port", "connections", "size", "depth")
-    return [str(program), *(str(config[key]) for key in keys)]
+    args = [str(config[key]) for key in keys]
+    return [str(program), *args, str(int(config.get("requests", 0)))]

@@ -3,14 +3,18 @@
  * as nbecho/bench/load.py, at a fraction of its CPU per message, so that
  * the server, not the load generator, is what a run measures.
  *
- * Usage: loadgen HOST PORT CONNECTIONS SIZE DEPTH
+ * Usage: loadgen HOST PORT CONNECTIONS SIZE DEPTH [REQUESTS]
  *
  * It connects, prints "ready", reads "go T1 T2" (CLOCK_MONOTONIC seconds,
  * the clock of Python's time.monotonic on Linux: the measured window),
  * keeps DEPTH messages in flight on every connection until T2, waits for
  * every outstanding echo, and prints one JSON line with what it measured.
- * A message is a sequence number padded to SIZE - 1 digits and LF; every
- * byte that comes back is compared with what was sent.
+ * With REQUESTS 1 it is a closed loop as vmbench's echo client is: each
+ * connection sends DEPTH messages as one request, waits for all of their
+ * echoes, then sends the next; latencies are then per request.
+ * A message is a sequence number padded with x (vmbench's payload is all
+ * x) to SIZE - 1 bytes, and LF; every byte that comes back is compared
+ * with what was sent.
  *
  * Built with "gcc -O2" by nbecho/bench/loaders.py at run time.
  */
@@ -43,11 +47,13 @@ struct conn {
     size_t outOff, outLen, outCap;
     unsigned long long expectFor; /* message held in expect, or ~0 */
     char *expect;
+    double requestAt; /* when the request in flight was sent */
 };
 
 static size_t size, width;
 static unsigned long long modulo;
 static int depth;
+static int requests; /* 1: closed loop, DEPTH messages a request */
 
 static void fail(const char *why) {
     fprintf(stderr, "load generator: %s\n", why);
@@ -66,14 +72,15 @@ static double cpuTime(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Message number n: its digits, zero-padded to width, then LF. */
+/* Message number n: its digits, padded with x to width, then LF. */
 static void message(char *buf, unsigned long long n) {
     unsigned long long v = n % modulo;
-    memset(buf, '0', width);
-    for (size_t i = width; v && i > 0; i--) {
-        buf[i - 1] = (char)('0' + v % 10);
+    size_t i = width;
+    memset(buf, 'x', width);
+    do {
+        buf[--i] = (char)('0' + v % 10);
         v /= 10;
-    }
+    } while (v && i > 0);
     buf[width] = '\n';
 }
 
@@ -154,9 +161,22 @@ static int check(struct conn *c, const char *data, size_t n) {
     return 1;
 }
 
+/* Reservoir sampling: at most MAX_SAMPLES, all equally likely. */
+static void sample(double *samples, unsigned long long *seen, double value) {
+    if (*seen < MAX_SAMPLES)
+        samples[*seen] = value;
+    else {
+        unsigned long long j = (unsigned long long)(drand48() * (*seen + 1));
+        if (j < MAX_SAMPLES)
+            samples[j] = value;
+    }
+    (*seen)++;
+}
+
 int main(int argc, char **argv) {
-    if (argc != 6)
-        fail("usage: loadgen HOST PORT CONNECTIONS SIZE DEPTH");
+    if (argc != 6 && argc != 7)
+        fail("usage: loadgen HOST PORT CONNECTIONS SIZE DEPTH [REQUESTS]");
+    requests = argc == 7 && atoi(argv[6]) == 1;
     int count = atoi(argv[3]);
     size = (size_t)atol(argv[4]);
     depth = atoi(argv[5]);
@@ -199,7 +219,7 @@ int main(int argc, char **argv) {
         fail("expected 'go T1 T2'");
 
     double *samples = allocate(sizeof(double) * MAX_SAMPLES);
-    unsigned long long windowMessages = 0, seen = 0, bytesChecked = 0;
+    unsigned long long windowMessages = 0, windowRequests = 0, seen = 0, bytesChecked = 0;
     double cpuStart = -1, cpuEnd = -1, drainDeadline = -1;
     int sending = 1, outstanding = count;
     char *buf = allocate(RECV_SIZE);
@@ -207,8 +227,10 @@ int main(int argc, char **argv) {
     srand48((long)getpid());
 
     double now = monotonic();
-    for (int i = 0; i < count; i++)
+    for (int i = 0; i < count; i++) {
+        conns[i].requestAt = now;
         sendMessages(epfd, &conns[i], depth, now);
+    }
     while (outstanding) {
         int ready = epoll_wait(epfd, events, 256, 50);
         if (ready < 0) {
@@ -260,19 +282,22 @@ int main(int argc, char **argv) {
                 if (!inWindow)
                     continue;
                 windowMessages++;
-                /* Reservoir sampling: at most MAX_SAMPLES, all equally likely. */
-                if (seen < MAX_SAMPLES)
-                    samples[seen] = now - sent;
-                else {
-                    unsigned long long j = (unsigned long long)(drand48() * (seen + 1));
-                    if (j < MAX_SAMPLES)
-                        samples[j] = now - sent;
+                if (!requests) {
+                    windowRequests++;
+                    sample(samples, &seen, now - sent);
                 }
-                seen++;
             }
-            if (sending)
+            int idle = c->echoed == c->seq * size;
+            if (requests && idle && inWindow) {
+                windowRequests++;
+                sample(samples, &seen, now - c->requestAt);
+            }
+            if (sending && !requests)
                 sendMessages(epfd, c, k, now);
-            else if (c->echoed == c->seq * size)
+            else if (sending && idle) {
+                c->requestAt = now;
+                sendMessages(epfd, c, depth, now);
+            } else if (!sending && idle)
                 outstanding--;
         }
     }
@@ -282,9 +307,10 @@ int main(int argc, char **argv) {
         cpuEnd = cpuTime();
     for (int i = 0; i < count; i++)
         close(conns[i].fd);
-    printf("{\"messages\": %llu, \"seconds\": %.6f, \"cpu\": %.6f, "
+    printf("{\"messages\": %llu, \"requests\": %llu, \"seconds\": %.6f, \"cpu\": %.6f, "
            "\"bytesChecked\": %llu, \"messagesChecked\": %llu, \"latencies\": [",
-           windowMessages, end - start, cpuEnd - cpuStart, bytesChecked, bytesChecked / size);
+           windowMessages, windowRequests, end - start, cpuEnd - cpuStart, bytesChecked,
+           bytesChecked / size);
     unsigned long long kept = seen < MAX_SAMPLES ? seen : MAX_SAMPLES;
     for (unsigned long long i = 0; i < kept; i++)
         printf(i ? ", %.1f" : "%.1f", samples[i] * 1e6);

@@ -65,6 +65,28 @@ def parser() -> argparse.ArgumentParser:
         help="message size in bytes, LF included (default 64)",
     )
     add(
+        "--sizes",
+        type=_intList,
+        default=[],
+        help="message sizes in bytes, LF included, for the size scenarios "
+        "(vmbench's closed loop: each connection sends --per-request messages, "
+        "waits for their echoes, sends again); e.g. 64,1024,10240,102400 "
+        "(default: none)",
+    )
+    add(
+        "--per-request",
+        type=_positive(int),
+        default=5,
+        help="messages a request in the size scenarios (default 5, as vmbench "
+        "sends for line framing)",
+    )
+    add(
+        "--request-connections",
+        type=_positive(int),
+        default=10,
+        help="connections in the size scenarios (default 10, vmbench's --concurrency)",
+    )
+    add(
         "--duration",
         type=_positive(float),
         default=3.0,
@@ -85,7 +107,7 @@ def parser() -> argparse.ArgumentParser:
     add(
         "--modes",
         default=",".join(MODES),
-        help="pingpong, pipelined or both (default both)",
+        help="pingpong, pipelined, both (default) or none ('') with --sizes",
     )
     add(
         "--servers",

@@ -17,6 +17,7 @@ MODES = ("pingpong", "pipelined")
 REFERENCES = {
     "ratioToWire": "wire",
     "ratioToAsyncio": "asyncio",
+    "ratioToReadline": "asyncio-readline",
     "ratioToUvloop": "uvloop",
 }
 
@@ -56,6 +57,9 @@ def summarize(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, An
             "messagesPerSecond": statistics.median(
                 r["messagesPerSecond"] for r in rows
             ),
+            "requestsPerSecond": statistics.median(
+                r.get("requestsPerSecond", r["messagesPerSecond"]) for r in rows
+            ),
             "serverCpuUsPerMessage": statistics.median(_cpu(r) for r in rows),
             **{key: _ratios(rounds, name, ref) for key, ref in REFERENCES.items()},
             "ratioToQuiet": _ratios(rounds, name, f"{name}-quiet"),
@@ -92,13 +96,15 @@ def _ratioOfMedians(
     return statistics.median(_cpu(r) for r in rows) / reference
 
 
-def formatTable(summary: dict[str, dict[str, Any]]) -> str:
+def formatTable(summary: dict[str, dict[str, Any]], requests: bool = False) -> str:
     """
-    One mode's summary as a plain-text table.
+    One mode's summary as a plain-text table; C{requests} puts requests a
+    second first (the size scenarios' latencies are per request).
     """
+    rate = "req/s" if requests else "msg/s"
     head = (
-        f"{'server':26} {'msg/s':>9} {'µs/msg':>7} {'÷wire':>6} {'÷async':>6} "
-        f"{'÷uvl':>6} {'÷quiet':>6} {'p50 µs':>7} {'p99 µs':>7} "
+        f"{'server':26} {rate:>9} {'µs/msg':>7} {'÷wire':>6} {'÷async':>6} "
+        f"{'÷rdln':>6} {'÷uvl':>6} {'÷quiet':>6} {'p50 µs':>7} {'p99 µs':>7} "
         f"{'srv cpu':>7} {'load µs/msg':>11} {'load cpu':>8}"
     )
     lines = [head, "-" * len(head)]
@@ -107,8 +113,9 @@ def formatTable(summary: dict[str, dict[str, Any]]) -> str:
         ratios = " ".join(
             f"{_num(row.get(key)):>6}" for key in [*REFERENCES, "ratioToQuiet"]
         )
+        perSecond = row["requestsPerSecond" if requests else "messagesPerSecond"]
         lines.append(
-            f"{name:26} {row['messagesPerSecond']:9.0f} "
+            f"{name:26} {perSecond:9.0f} "
             f"{row['serverCpuUsPerMessage']:7.2f} {ratios} "
             f"{lat['p50']:7.0f} {lat['p99']:7.0f} "
             f"{row['serverCores']:7.0%} "
@@ -130,6 +137,8 @@ def writeChart(result: dict[str, Any], path: Path) -> bool:
         print("bench: no chart: matplotlib is not installed", file=sys.stderr)
         return False
     modes = [m for m in MODES if m in result["summary"]]
+    if not modes:
+        return False
     names = list(result["summary"][modes[0]])
     fig, ax = plt.subplots(figsize=(9, 4.2), dpi=80)
     width = 0.8 / len(modes)

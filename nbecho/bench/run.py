@@ -50,6 +50,37 @@ def _selected(wanted: str, specs: dict[str, ServerSpec]) -> dict[str, ServerSpec
     return {name: specs[name] for name in names}
 
 
+def _loads(args: Any, program: Path | None) -> dict[str, Load]:
+    """
+    Each mode's load: ping-pong, pipelined, and one closed loop of requests
+    per message size (C{requests-SIZE}).
+    """
+    _, loaderCores, _ = cores()
+
+    def load(conns: int, depth: int, size: int, requests: bool = False) -> Load:
+        return Load(
+            connections=conns,
+            depth=depth,
+            size=size,
+            warmup=args.warmup,
+            duration=args.duration,
+            loaders=args.loaders,
+            loaderCores=loaderCores,
+            program=program,
+            requests=requests,
+        )
+
+    loads = {
+        "pingpong": load(args.connections, 1, args.size),
+        "pipelined": load(args.pipelined_connections, args.depth, args.size),
+    }
+    for size in args.sizes:
+        loads[f"requests-{size}"] = load(
+            args.request_connections, args.per_request, size, True
+        )
+    return loads
+
+
 def _runRounds(
     args: Any,
     specs: dict[str, ServerSpec],
@@ -61,24 +92,9 @@ def _runRounds(
     Start every server, run C{args.rounds} rounds through them in each mode,
     and stop them; return each mode's rounds.
     """
-    serverCores, loaderCores, allCores = cores()
+    serverCores, _, allCores = cores()
     names = list(specs)
-    loads = {
-        mode: Load(
-            connections=conns,
-            depth=depth,
-            size=args.size,
-            warmup=args.warmup,
-            duration=args.duration,
-            loaders=args.loaders,
-            loaderCores=loaderCores,
-            program=program,
-        )
-        for mode, conns, depth in [
-            ("pingpong", args.connections, 1),
-            ("pipelined", args.pipelined_connections, args.depth),
-        ]
-    }
+    loads = _loads(args, program)
     rounds: dict[str, list[dict[str, dict[str, Any]]]] = {m: [] for m in modes}
     running: dict[str, RunningServer] = {}
     try:
@@ -92,7 +108,7 @@ def _runRounds(
                 for name in order:
                     results[name] = row = measure(running[name], loads[mode])
                     print(
-                        f"round {r + 1}/{args.rounds} {mode:9} {name:26} "
+                        f"round {r + 1}/{args.rounds} {mode:14} {name:26} "
                         f"{row['messagesPerSecond']:9.0f} msg/s "
                         f"{row['serverCpuUsPerMessage']:7.2f} µs/msg",
                         flush=True,
@@ -106,13 +122,16 @@ def _runRounds(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.size < 2:
-        raise SystemExit("bench: --size must be at least 2 (a digit and LF)")
-    if args.size > 65537:
-        raise SystemExit("bench: --size at most 65537 (nbecho's longest line)")
+    longest = max([args.size, *args.sizes])
+    if longest > 131073 or min([args.size, *args.sizes]) < 2:
+        raise SystemExit(
+            "bench: sizes from 2 (a digit and LF) to 131073 (nbecho's longest "
+            "line by default, and its LF)"
+        )
     modes = [m for m in args.modes.split(",") if m]
-    if not modes or set(modes) - set(MODES):
+    if set(modes) - set(MODES) or not (modes or args.sizes):
         raise SystemExit(f"bench: --modes takes {', '.join(MODES)}")
+    modes += [f"requests-{size}" for size in args.sizes]
     specs = availableServers(
         findPyPy(args.pypy), args.workers, args.other_python or None
     )
@@ -131,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "pipelinedConnections": args.pipelined_connections,
             "depth": args.depth,
             "size": args.size,
+            "sizes": args.sizes,
+            "perRequest": args.per_request,
+            "requestConnections": args.request_connections,
             "duration": args.duration,
             "warmup": args.warmup,
             "rounds": args.rounds,
@@ -151,11 +173,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     loader = "Python" if program is None else "C"
     for mode in modes:
+        requests = mode.startswith("requests-")
+        what = (
+            f"{args.request_connections} connections, {args.per_request} "
+            f"messages of {mode.split('-')[1]} B a request, p50/p99 per request"
+            if requests
+            else mode
+        )
         print(
-            f"\n{mode}: median of {args.rounds} rounds ({loader} load generator); "
+            f"\n{what}: median of {args.rounds} rounds ({loader} load generator); "
             "÷X = server CPU per message / X's in the same round"
         )
-        print(formatTable(summary[mode]))
+        print(formatTable(summary[mode], requests))
     print(f"\nwrote {args.json}")
     if writeChart(result, args.chart):
         print(f"wrote {args.chart}")

@@ -107,7 +107,8 @@ class Load:
     """
     One measurement's load: C{connections} connections keeping C{depth}
     messages of C{size} bytes in flight, driven by C{loaders} processes of
-    C{program} (L{None}: the Python load generator) on C{loaderCores}.
+    C{program} (L{None}: the Python load generator) on C{loaderCores}; with
+    C{requests}, a closed loop of C{depth}-message requests instead.
     """
 
     connections: int
@@ -118,6 +119,7 @@ class Load:
     loaders: int
     loaderCores: set[int]
     program: Path | None
+    requests: bool = False
 
 
 def _startLoaders(server: RunningServer, load: Load) -> list[subprocess.Popen[str]]:
@@ -133,6 +135,7 @@ def _startLoaders(server: RunningServer, load: Load) -> list[subprocess.Popen[st
             "connections": share,
             "size": load.size,
             "depth": load.depth,
+            "requests": int(load.requests),
         }
         proc = subprocess.Popen(
             loaderCommand(load.program, config),
@@ -185,6 +188,7 @@ def measure(
             )
         results.append(json.loads(out.strip().splitlines()[-1]))
     messages = sum(r["messages"] for r in results)
+    requests = sum(r.get("requests", r["messages"]) for r in results)
     latencies = sorted(x for r in results for x in r["latencies"])
     loaderCpu = sum(r["cpu"] for r in results)
     serverUser = cpuEnd[0] - cpuStart[0]
@@ -194,6 +198,7 @@ def measure(
     return {
         "messages": messages,
         "messagesPerSecond": messages / duration,
+        "requestsPerSecond": requests / duration,
         "serverCpuUsPerMessage": serverCpu * 1e6 / per,
         "serverUserUsPerMessage": serverUser * 1e6 / per,
         "serverCores": serverCpu / duration,

@@ -69,9 +69,31 @@ class _AsyncioEcho(asyncio.Protocol):
         self.transport.write(data)
 
 
-async def _serveAsyncio() -> None:
+#: The asyncio line server's longest line: asyncio's default (64 KiB) would
+#: refuse the 100 KiB messages of the size scenarios.
+READLINE_LIMIT = 1 << 20
+
+
+async def _readlineEcho(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """
+    The line echo people write with streams: C{readline}, C{write}, C{drain}.
+    """
+    while line := await reader.readline():
+        writer.write(line)
+        await writer.drain()
+    writer.close()
+
+
+async def _serveAsyncio(lines: bool = False) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(_AsyncioEcho, "127.0.0.1", 0)
+    if lines:
+        server = await asyncio.start_server(
+            _readlineEcho, "127.0.0.1", 0, limit=READLINE_LIMIT
+        )
+    else:
+        server = await loop.create_server(_AsyncioEcho, "127.0.0.1", 0)
     _announce(server.sockets[0].getsockname()[1])
     stop = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
@@ -85,6 +107,13 @@ def asyncio_() -> None:
     asyncio.run(_serveAsyncio())
 
 
+def asyncioReadline() -> None:
+    """
+    The standard library's asyncio streams, a line at a time.
+    """
+    asyncio.run(_serveAsyncio(lines=True))
+
+
 def uvloop() -> None:
     """
     The same asyncio protocol on uvloop (libuv).
@@ -95,11 +124,23 @@ def uvloop() -> None:
     asyncio.run(_serveAsyncio())
 
 
+def uvloopReadline() -> None:
+    """
+    The asyncio streams line echo on uvloop.
+    """
+    import uvloop as _uvloop
+
+    _uvloop.install()
+    asyncio.run(_serveAsyncio(lines=True))
+
+
 SERVERS: dict[str, Callable[[], None]] = {
     "wire": wire,
     "linereceiver": linereceiver,
     "asyncio": asyncio_,
+    "asyncio-readline": asyncioReadline,
     "uvloop": uvloop,
+    "uvloop-readline": uvloopReadline,
 }
 
 

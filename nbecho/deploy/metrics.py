@@ -34,10 +34,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.resource import NoResource, Resource
+from twisted.web.server import NOT_DONE_YET, Request
 
 from nbecho import __version__
+from nbecho.deploy.metricsport import DEFAULT_CONNECTIONS, DEFAULT_TIMEOUT, MetricsSite
 from nbecho.deploy.workers import WorkerPool
 from nbecho.logs.logfile import LOG_WRITE_FAILURES
 from nbecho.server._address import formatAddress
@@ -51,7 +52,7 @@ from nbecho.stats import EchoStats
 log = Logger(namespace="nbecho")
 
 #: Upper bounds of the message size buckets, in bytes: from keystrokes to
-#: the default --max-line-length.
+#: 64 KiB; longer lines, up to --max-line-length, fall in the last one.
 SIZE_BUCKETS = (1, 8, 64, 256, 1024, 4096, 16384, 65536, float("inf"))
 
 
@@ -99,10 +100,51 @@ class StatsCollector:
             "UDP datagrams left unanswered, by reason.",
             stats.udpDropped,
         )
+        faults = CounterMetricFamily(
+            "nbecho_faults",
+            "Connections a --fault-* option hit, by kind of fault.",
+            labels=["kind"],
+        )
+        for kind, count in sorted(stats.faults.items()):
+            faults.add_metric([kind], count)
+        yield faults
+        yield CounterMetricFamily(
+            "nbecho_greetings",
+            "--greeting lines sent (not counted as echoes).",
+            value=stats.greetings,
+        )
         yield CounterMetricFamily(
             "nbecho_log_write_errors",
             "Log lines lost because the log file could not be written.",
             value=LOG_WRITE_FAILURES.count,
+        )
+
+
+@attrs.frozen(eq=False)
+class PortCollector:
+    """
+    The metrics port's own connections, read at scrape time.
+    """
+
+    site: MetricsSite
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "nbecho_metrics_connections_open",
+            "Connections to the metrics port open now.",
+            value=len(self.site.channels),
+        )
+        yield CounterMetricFamily(
+            "nbecho_metrics_connections",
+            "Connections to the metrics port accepted since the server started.",
+            value=self.site.accepted,
+        )
+        yield _byReason(
+            "nbecho_metrics_connections_dropped",
+            "Metrics connections refused or closed by the port's limits, by "
+            "reason: refused (every connection busy), evicted (the longest "
+            "idle one, for a newcomer), timeout (no whole request in time).",
+            self.site.dropped,
         )
 
 
@@ -195,6 +237,9 @@ class MetricsPage(Resource):
         self.refresh = refresh
 
     def render_GET(self, request: Request) -> Any:
+        if request.postpath:
+            # /metrics only: not /metrics/, /metrics/x, /metrics/../metrics.
+            return NoResource().render(request)
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
 
@@ -213,25 +258,19 @@ class MetricsPage(Resource):
 def metricsSite(
     registry: CollectorRegistry,
     refresh: Callable[[], Deferred[Any]] = lambda: succeed(None),
-) -> Site:
+    connectionLimit: int = DEFAULT_CONNECTIONS,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> MetricsSite:
     """
-    A web site serving C{registry} at C{/metrics} in Prometheus text format.
+    A web site serving C{registry} at C{/metrics} in Prometheus text format,
+    within the metrics port's limits, its own connections counted in
+    C{registry}.
     """
     root = Resource()
     root.putChild(b"metrics", MetricsPage(registry, refresh))
-    site = _QuietSite(root)
-    site.noisy = False
+    site = MetricsSite(root, connectionLimit, timeout)
+    registry.register(PortCollector(site))
     return site
-
-
-class _QuietSite(Site):
-    """
-    A site that keeps no access log: Prometheus scrapes every few seconds,
-    which would drown the echo service's own log lines.
-    """
-
-    def log(self, request: object) -> None:
-        pass
 
 
 class MetricsService(ListeningService):
@@ -257,13 +296,16 @@ def addMetrics(
     description: str,
     endpoint: IStreamServerEndpoint,
     workers: WorkerPool | None = None,
+    connectionLimit: int = DEFAULT_CONNECTIONS,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> MetricsService:
     """
     Serve C{server}'s metrics on C{endpoint} while it runs, counting the
-    totals of C{workers} too.
+    totals of C{workers} too, with at most C{connectionLimit} connections
+    that each get C{timeout} seconds for a request.
     """
     refresh = workers.refresh if workers is not None else (lambda: succeed(None))
-    site = metricsSite(instrument(server), refresh)
+    site = metricsSite(instrument(server), refresh, connectionLimit, timeout)
     service = MetricsService(description, endpoint, site)  # type: ignore[arg-type]
     service.setServiceParent(server)
     return service

@@ -29,10 +29,22 @@ from nbecho.settings import EchoSettings
 #: The worker's file descriptor for its log pipe; listening sockets follow.
 LOG_FD = 3
 
-#: What twistd's process writes to a worker's stdin to ask for its totals,
-#: and the key of the worker's answer on its log pipe.
-STATS_REQUEST = b"stats\n"
+#: What twistd's process writes to a worker's stdin to ask for its totals
+#: (followed by the request's number), the key of the worker's answer on
+#: its log pipe, and the key under which the answer repeats the number.
+STATS_REQUEST = b"stats"
 STATS_KEY = "nbecho_worker_stats"
+REQUEST_KEY = "nbecho_request"
+
+#: The longest request line a worker keeps while waiting for its end.
+MAX_REQUEST = 64
+
+
+def statsRequest(number: int) -> bytes:
+    """
+    The line that asks a worker for its totals, as request C{number}.
+    """
+    return b"%s %d\n" % (STATS_REQUEST, number)
 
 
 def settingsToJSON(settings: EchoSettings) -> str:
@@ -62,14 +74,25 @@ class _Parent(protocol.Protocol):
     def __init__(self, server: ServerService, logFile: Any) -> None:
         self.server = server
         self.logFile = logFile
+        self._partial = b""
 
     def dataReceived(self, data: bytes) -> None:
-        for _ in range(data.count(b"\n")):
-            self.sendStats()
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()[:MAX_REQUEST]
+        for line in lines:
+            words = line.split()
+            if len(words) == 2 and words[0] == STATS_REQUEST and words[1].isdigit():
+                self.sendStats(int(words[1]))
 
-    def sendStats(self) -> None:
-        line = json.dumps({STATS_KEY: self.server.factory.stats.toJSON()})
-        self.logFile.write(line + "\n")
+    def sendStats(self, request: int | None = None) -> None:
+        """
+        Write the totals on the log pipe, answering C{request} (C{None}:
+        the last totals, as the worker stops).
+        """
+        answer: dict[str, Any] = {STATS_KEY: self.server.factory.stats.toJSON()}
+        if request is not None:
+            answer[REQUEST_KEY] = request
+        self.logFile.write(json.dumps(answer) + "\n")
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         from twisted.internet import reactor as _reactor

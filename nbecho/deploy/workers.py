@@ -12,7 +12,11 @@ calls the same L{buildServer} as twistd's process.  It sends its log events
 to twistd's process as JSON over a pipe, where they reach every observer
 like the process's own, with C{worker N} in the system column; asked over
 its standard input, it answers with its totals, so that metrics and the
-shutdown line count every process.  A worker that dies unexpectedly is
+shutdown line count every process.  Each request carries a number that the
+answer repeats: an answer that comes after its request gave up waiting (a
+worker stopped or swapping), twice, garbled or never, only leaves the
+worker's last totals in place; it never raises, never stops the reading of
+the worker's log, and never delays the next request.  A worker that dies unexpectedly is
 started again after a back-off; stopping twistd (SIGTERM) stops them all.
 """
 
@@ -33,7 +37,13 @@ from twisted.logger import Logger, eventFromJSON, globalLogPublisher
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from nbecho.deploy.worker import LOG_FD, STATS_KEY, STATS_REQUEST, settingsToJSON
+from nbecho.deploy.worker import (
+    LOG_FD,
+    REQUEST_KEY,
+    STATS_KEY,
+    settingsToJSON,
+    statsRequest,
+)
 from nbecho.server.listening import ListeningService
 from nbecho.server.service import ServerService, cancelling
 from nbecho.settings import EchoSettings
@@ -105,7 +115,8 @@ class _WorkerProtocol(protocol.ProcessProtocol):
         self.pid: int | None = None
         self.started = time.monotonic()
         self.stats = EchoStats()
-        self._asking: list[Deferred[None]] = []
+        self._asking: dict[int, Deferred[None]] = {}
+        self._lastRequest = 0
         self._partial = b""
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
@@ -123,11 +134,10 @@ class _WorkerProtocol(protocol.ProcessProtocol):
             event = eventFromJSON(text)
         except ValueError:
             return
+        if not isinstance(event, dict):
+            return
         if STATS_KEY in event:
-            self.stats = EchoStats.fromJSON(event[STATS_KEY])
-            asking, self._asking = self._asking, []
-            for d in asking:
-                d.callback(None)
+            self._answered(event)
             return
         # Formatted again from its fields, exactly as this process formats
         # its own events: the flattened copy JSON carries lost the format
@@ -143,19 +153,50 @@ class _WorkerProtocol(protocol.ProcessProtocol):
         event["log_system"] = f"{system} worker {self.number}"
         globalLogPublisher(event)
 
+    def _answered(self, event: dict[str, Any]) -> None:
+        """
+        The worker's totals arrived: keep them, and fire the requests they
+        answer.  A worker answers in the order it was asked, so an answer
+        to request N answers every earlier one too; an answer without a
+        number (its last totals, as it stops) answers all.
+        """
+        try:
+            stats = EchoStats.fromJSON(event[STATS_KEY])
+        except ValueError as error:
+            log.warn(
+                "worker {number} sent totals that cannot be read ({error}); "
+                "its last ones are kept",
+                number=self.number,
+                error=str(error),
+                nbecho_event="worker_stats_unreadable",
+            )
+            return
+        self.stats = stats
+        request = event.get(REQUEST_KEY)
+        if type(request) is not int:
+            request = self._lastRequest
+        for number in [n for n in self._asking if n <= request]:
+            self._asking.pop(number).callback(None)
+
     def askStats(self, clock: Any) -> Deferred[None]:
         """
         Ask the worker for its totals; fire when they arrive, or after
-        L{STATS_TIMEOUT} with the last ones known.
+        L{STATS_TIMEOUT} with the last ones known (a late answer then only
+        updates the totals).
         """
         if self.transport is None or self.pid is None:
             return succeed(None)
+        self._lastRequest += 1
+        number = self._lastRequest
         d: Deferred[None] = Deferred()
-        self._asking.append(d)
-        self.transport.writeToChild(0, STATS_REQUEST)
-        timer = clock.callLater(STATS_TIMEOUT, _fire, d)
-        d.addBoth(cancelling(timer))
-        return d
+        self._asking[number] = d
+        self.transport.writeToChild(0, statsRequest(number))
+        d.addTimeout(STATS_TIMEOUT, clock, onTimeoutCancel=_lastKnown)
+
+        def forget(result: None) -> None:
+            self._asking.pop(number, None)
+
+        return d.addBoth(forget)
 
     def processEnded(self, reason: Failure) -> None:
         status = getattr(reason.value, "exitCode", None)
@@ -167,8 +208,8 @@ class _WorkerProtocol(protocol.ProcessProtocol):
             how=f"signal {signalled}" if signalled else f"exit status {status}",
         )
         self.pid = None
-        asking, self._asking = self._asking, []
-        for d in asking:
+        asking, self._asking = self._asking, {}
+        for d in asking.values():
             d.callback(None)
         self.ended.callback(None)
 
@@ -302,9 +343,11 @@ class WorkerPool(Service):
         return DeferredList(waiting)
 
 
-def _fire(d: Deferred[None]) -> None:
-    if not d.called:
-        d.callback(None)
+def _lastKnown(result: object, timeout: float) -> None:
+    """
+    A request that timed out fires with nothing: the totals stay the last
+    ones known.
+    """
 
 
 def _kill(transport: Any) -> None:

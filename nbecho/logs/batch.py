@@ -12,31 +12,36 @@ the whole chunk at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from time import time
 
 from twisted.logger import LogEvent, Logger, LogLevel
 
-from nbecho.logs.escape import LOG_LIMIT, escapeMessage
+from nbecho.logs.escape import LOG_LIMIT, Message, escapeMessage
 
 #: Bytes that escaping leaves as they are (printable ASCII but the
 #: backslash), and LF, which separates messages.
 _PLAIN = bytes(b for b in range(0x20, 0x7F) if b != 0x5C) + b"\n"
 
 
-def escapeBodies(bodies: list[bytes]) -> list[str]:
+def escapeBodies(bodies: Sequence[Message]) -> list[str]:
     """
     C{[escapeMessage(body) for body in bodies]}, computed at C speed for
     the whole list when it is all printable ASCII and no body needs cutting.
+
+    A body to be cut goes one at a time: only its first
+    L{nbecho.logs.escape.LOG_LIMIT} bytes are looked at, rather than
+    copying all of a long line four times.
     """
     if not bodies:
         return []
+    if max(map(len, bodies)) > LOG_LIMIT:
+        return [escapeMessage(body) for body in bodies]
     block = b"\n".join(bodies) + b"\n"
     if not block.translate(None, _PLAIN):
         texts = block.decode("ascii").split("\n")
         texts.pop()
-        if len(block) <= LOG_LIMIT or max(map(len, texts)) <= LOG_LIMIT:
-            return texts
+        return texts
     return [escapeMessage(body) for body in bodies]
 
 
@@ -57,7 +62,7 @@ def info(log: Logger, format: str, **fields: object) -> None:
     log.observer(fields)
 
 
-def logMessages(log: Logger, peer: str, bodies: list[bytes]) -> None:
+def logMessages(log: Logger, peer: str, bodies: Sequence[Message]) -> None:
     """
     Log C{bodies}, read together from C{peer}, as one event.
     """

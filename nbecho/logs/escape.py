@@ -10,6 +10,11 @@ C{\\xNN} for a byte, C{\\uNNNN} for a character.
 from __future__ import annotations
 
 import re
+from typing import Union
+
+#: A message as the server holds it: its bytes, or, for a long one, a view
+#: of the read it came in (logging shows at most L{LOG_LIMIT} bytes of it).
+Message = Union[bytes, memoryview]
 
 #: Bytes longer than this are cut in the log; the full length is still shown.
 LOG_LIMIT = 200
@@ -36,7 +41,7 @@ def _escapeChar(match: re.Match[str]) -> str:
     return f"\\U{code:08x}"
 
 
-def escapeMessage(data: bytes, limit: int = LOG_LIMIT) -> str:
+def escapeMessage(data: Message, limit: int = LOG_LIMIT) -> str:
     """
     Return C{data} as printable text, cut to C{limit} bytes.
 
@@ -47,8 +52,8 @@ def escapeMessage(data: bytes, limit: int = LOG_LIMIT) -> str:
     ambiguous: a C1 character is not mistaken for the invalid byte of the same
     value.  A cut message ends in C{...} and its full length.
     """
-    shown = data if len(data) <= limit else data[:limit]
+    shown = bytes(data[:limit])
     text = _SUSPECT.sub(_escapeChar, shown.decode("utf-8", "surrogateescape"))
-    if shown is not data:
+    if len(data) > limit:
         text += f"... ({len(data)} bytes)"
     return text

@@ -20,11 +20,14 @@ hold the end of one such second and the start of the next.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from typing import Protocol as Structural
 
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
+
+from nbecho.logs.escape import Message
 
 if TYPE_CHECKING:
     from nbecho.settings import EchoSettings
@@ -105,7 +108,7 @@ class LogLimiter:
         self._start = float("-inf")
         self._left = 0
 
-    def admit(self, messages: list[bytes]) -> list[bytes]:
+    def admit(self, messages: Sequence[Message]) -> Sequence[Message]:
         """
         The first of C{messages} that may be logged now; the others are held
         back, to be summarised.

@@ -90,7 +90,7 @@ def _directSocket(transport: object) -> Any:
     return sock
 
 
-def fastWriter(transport: Any) -> Callable[[bytes], None]:
+def fastWriter(transport: Any) -> Callable[[bytes | memoryview], None]:
     """
     Return a function that writes to C{transport} like C{transport.write},
     sending at once when Twisted has nothing buffered for it.
@@ -111,7 +111,7 @@ def fastWriter(transport: Any) -> Callable[[bytes], None]:
     # Without TLS support in this Twisted, startTLS can never turn it on.
     tlsPossible = hasattr(transport, "TLS")
 
-    def writeNow(data: bytes) -> None:
+    def writeNow(data: bytes | memoryview) -> None:
         if (
             transport._tempDataLen
             or transport.dataBuffer
@@ -122,8 +122,9 @@ def fastWriter(transport: Any) -> Callable[[bytes], None]:
         ):
             # Something is queued (keep the order), the connection is
             # closing or half-closed (Twisted decides what to do), or it is
-            # gone: Twisted's public write handles all of those.
-            write(data)
+            # gone: Twisted's public write handles all of those.  It takes
+            # bytes only, and the caller may hand a view.
+            write(bytes(data))
             return
         try:
             sent = send(data)
@@ -132,6 +133,6 @@ def fastWriter(transport: Any) -> Callable[[bytes], None]:
             # doWrite retries, or reports the error as it always does.
             sent = 0
         if sent < len(data):
-            write(data[sent:])
+            write(bytes(data[sent:]))
 
     return writeNow

@@ -220,6 +220,8 @@ class EchoFactory(ServerFactory):
             bytesIn=closed.bytesIn,
             bytesOut=closed.bytesOut,
             refused=dict(closed.refused),
+            faults=dict(closed.faults),
+            greetings=closed.greetings,
         )
         for connection in self._admitted:
             connection.addTo(stats)

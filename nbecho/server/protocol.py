@@ -12,6 +12,7 @@ the lingering close come from L{nbecho.server.connection.Connection}.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from twisted.internet.error import ConnectionDone
@@ -23,7 +24,7 @@ from nbecho._tls import tlsFailure
 from nbecho._typing import IStreamTransport
 from nbecho._words import counted
 from nbecho.logs.batch import info, logMessages
-from nbecho.logs.escape import escapeMessage
+from nbecho.logs.escape import Message, escapeMessage
 from nbecho.logs.ratelimit import LogLimiter, limiterFor
 from nbecho.server._address import formatAddress, logKey
 from nbecho.server._fastwrite import fastWriter
@@ -61,6 +62,7 @@ class EchoProtocol(Connection):
     bytesOut = 0
     started = 0.0
     logLimit: LogLimiter | None = None
+    _writesViews = False
     #: Whether this connection's lines are logged (L{nbecho.logs.connlimit}).
     logged = True
     logKey = ""
@@ -71,7 +73,9 @@ class EchoProtocol(Connection):
         self.started = time.monotonic()
         self.settings = self.factory.settings
         self.transport.registerProducer(self.transport, True)
+        _noDelay(self.transport)
         self._write = fastWriter(self.transport)
+        self._writesViews = self._write != self.transport.write
         self.logLimit = limiterFor(self.peer, self.factory)
         self.logKey = logKey(self.transport.getPeer())
         self.logged = self.factory.connectionLog.admit(self.logKey)
@@ -95,7 +99,7 @@ class EchoProtocol(Connection):
         """
         self.messages += count
 
-    def messagesRead(self, messages: list[bytes]) -> None:
+    def messagesRead(self, messages: Sequence[Message]) -> None:
         """
         Count C{messages} and log each, terminator removed, unless quiet or
         over the log rate (L{nbecho.logs.ratelimit}).
@@ -127,6 +131,21 @@ class EchoProtocol(Connection):
         """
         self.bytesOut += len(data)
         self._write(data)
+
+    def echoPrefix(self, data: bytes, end: int) -> None:
+        """
+        Send C{data[:end]} back to the client: as a view of C{data}, not a
+        copy, when the fast writer sends it: a socket takes views, and so
+        does Twisted's own C{write}, but other transports (TLS, the PROXY
+        protocol's wrapper, test transports) are only promised C{bytes}.
+        """
+        if end == len(data):
+            self.echo(data)
+        elif self._writesViews:
+            self.bytesOut += end
+            self._write(memoryview(data)[:end])
+        else:
+            self.echo(data[:end])
 
     def close(self, why: str) -> None:
         """
@@ -178,6 +197,22 @@ class EchoProtocol(Connection):
             nbecho_event="close",
         )
         super().connectionLost(reason)
+
+
+def _noDelay(transport: object) -> None:
+    """
+    Turn Nagle's algorithm off, as asyncio and uvloop do for every TCP
+    connection: an echo is sent whole or not at all, and the tail of a
+    large one must not wait for the client's delayed ACK (40 ms on Linux).
+    UNIX sockets and wrappers that do not offer it are left as they are.
+    """
+    setNoDelay = getattr(transport, "setTcpNoDelay", None)
+    if setNoDelay is None:
+        return
+    try:
+        setNoDelay(True)
+    except (OSError, AttributeError, NotImplementedError):
+        pass
 
 
 #: The outcome a close reason counts under when its lines are held back.

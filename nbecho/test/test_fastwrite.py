@@ -83,6 +83,26 @@ class FastWriterTCPTests(TestCase):
         await client.waitFor(65536 * 64)
         self.assertEqual(bytes(client.received), b"".join(chunks))
 
+    async def test_viewsWhenBackedUp(self) -> None:
+        """
+        Memoryviews (the echo of a read's complete lines) may be written
+        too: when the socket takes only part of one, or something is queued
+        before it, the rest goes to Twisted's write, which takes only bytes,
+        as bytes, in order.
+        """
+        transport, client = await self.connect()
+        client.transport.pauseProducing()  # type: ignore[union-attr]
+        write = fastWriter(transport)
+        chunks = [bytes([65 + i % 26]) * 65536 + b"tail" for i in range(64)]
+        for chunk in chunks:
+            write(memoryview(chunk)[:65536])
+        self.assertTrue(transport._tempDataLen or transport.dataBuffer)
+        client.transport.resumeProducing()  # type: ignore[union-attr]
+        await client.waitFor(65536 * 64)
+        self.assertEqual(
+            bytes(client.received), b"".join(chunk[:65536] for chunk in chunks)
+        )
+
     async def test_loseConnectionFlushes(self) -> None:
         """
         Bytes written just before C{loseConnection}, queued or not, all reach

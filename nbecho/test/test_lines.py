@@ -169,7 +169,7 @@ class LineLengthTests(SynchronousTestCase):
     line, so that no client makes the server buffer without bound.
     """
 
-    error = b"error: line too long (limit 8 bytes)\n"
+    error = b"error: line too long (limit 8 bytes; raise it with --max-line-length)\n"
 
     def test_tooLongCompleteLine(self) -> None:
         """
@@ -260,13 +260,17 @@ class LongLineTests(SynchronousTestCase):
     def test_partialGrowsInPlace(self) -> None:
         """
         Reads without an LF extend the same buffer rather than copying the
-        partial line anew, and the line comes back whole in one write.
+        partial line anew (the first read is kept as it came, uncopied),
+        and the line comes back whole in one write.
         """
         proto, transport = connect(EchoSettings(maxLineLength=1 << 20))
         assert isinstance(proto, LineEchoProtocol)
-        proto.dataReceived(b"x" * 1000)
+        first = b"x" * 1000
+        proto.dataReceived(first)
+        self.assertIs(proto._partial, first)
+        proto.dataReceived(b"y" * 1000)
         partial = proto._partial
-        for _ in range(999):
+        for _ in range(998):
             proto.dataReceived(b"y" * 1000)
         self.assertIs(proto._partial, partial)
         self.assertEqual(transport.writes, [])
@@ -284,7 +288,10 @@ class LongLineTests(SynchronousTestCase):
             proto.dataReceived(bytes([byte]))
         self.assertFalse(transport.disconnecting)
         proto.dataReceived(b"9")
-        self.assertEqual(transport.value(), b"error: line too long (limit 8 bytes)\n")
+        self.assertEqual(
+            transport.value(),
+            b"error: line too long (limit 8 bytes; raise it with --max-line-length)\n",
+        )
         self.assertTrue(transport.disconnecting)
 
     def test_exitWordInPieces(self) -> None:
@@ -382,3 +389,98 @@ def _run(
         if not line.startswith("close ")
     ]
     return transport.value(), proto.messages, proto.closeWhy, lines
+
+
+class _Watched(bytes):
+    """
+    A read that fails the test if it is searched for anything but an LF.
+    """
+
+    def _only(self, sub: object) -> None:
+        if sub != b"\n":
+            raise AssertionError(f"the chunk was searched for {sub!r}")
+
+    def __contains__(self, sub: object) -> bool:
+        self._only(sub)
+        return super().__contains__(sub)  # type: ignore[operator]
+
+    def find(self, sub: object, *bounds: object) -> int:
+        self._only(sub)
+        return super().find(sub, *bounds)  # type: ignore[arg-type]
+
+    def index(self, sub: object, *bounds: object) -> int:
+        self._only(sub)
+        return super().index(sub, *bounds)  # type: ignore[arg-type]
+
+    def count(self, sub: object, *bounds: object) -> int:
+        self._only(sub)
+        return super().count(sub, *bounds)  # type: ignore[arg-type]
+
+
+class ExitWordCostTests(SynchronousTestCase):
+    """
+    Only a line exactly as long as the exit word is compared with it: what
+    a read costs does not depend on what its lines say.
+    """
+
+    def test_chunkNotSearched(self) -> None:
+        """
+        Reads of one, a few and many lines full of the exit word's letters
+        are never searched for the word, quiet or not, and come back whole.
+        """
+        for quiet in (False, True):
+            proto, transport = connect(EchoSettings(quiet=quiet))
+            reads = [
+                b"xexitx" * 2000 + b"\n",
+                b"exit" * 3 + b"\nexi\nexits\r\n",
+                b"".join(b"%dexit\n" % n for n in range(50)),
+            ]
+            for data in reads:
+                proto.dataReceived(_Watched(data))
+            self.assertEqual(transport.value(), b"".join(reads), quiet)
+            self.assertEqual(proto.messages, 1 + 3 + 50)
+            self.assertFalse(transport.disconnecting)
+
+    def test_exitInsideLongLineIsData(self) -> None:
+        """
+        A 100 KiB line that starts with, contains and ends with the exit
+        word, in one read or in 64 KiB pieces, is echoed and the
+        connection stays open.
+        """
+        line = b"exit" + b"x" * 50_000 + b"exit" + b"x" * 52_332 + b"exit\r\n"
+        for pieces in ([line], [line[:65536], line[65536:]]):
+            proto, transport = connect(EchoSettings(maxLineLength=len(line)))
+            for piece in pieces:
+                proto.dataReceived(piece)
+            self.assertEqual(transport.value(), line)
+            self.assertFalse(transport.disconnecting)
+            self.assertEqual(proto.messages, 1)
+
+    def test_exitAmongManyLines(self) -> None:
+        """
+        The exit word among many short lines (the chunk is split) or many
+        long ones (walked) still ends the connection after its own echo,
+        and lines as long as the word but different are data.
+        """
+        short = b"".join(b"l%03d\n" % n for n in range(20)) + b"exi\r\nEXIT\n"
+        long = b"".join(b"%0299d\n" % n for n in range(20)) + b"exi\r\nEXIT\n"
+        for before, quiet in [(b, q) for b in (short, long) for q in (False, True)]:
+            proto, transport = connect(EchoSettings(quiet=quiet))
+            proto.dataReceived(before + b"exit\r\nafter\n" * 3)
+            self.assertEqual(transport.value(), before + b"exit\r\n", quiet)
+            self.assertEqual(proto.messages, 23)
+            self.assertEqual(proto.closeWhy, "exit word")
+
+    def test_tooLongAfterViewedLines(self) -> None:
+        """
+        Lines before a too-long one in the same read (walked, not split)
+        are echoed first, then the error line.
+        """
+        proto, transport = connect(EchoSettings(maxLineLength=8))
+        proto.dataReceived(b"ok\nfine\n123456789\nlost\n")
+        self.assertEqual(
+            transport.value(),
+            b"ok\nfine\nerror: line too long (limit 8 bytes; raise it with "
+            b"--max-line-length)\n",
+        )
+        self.assertEqual(proto.messages, 2)

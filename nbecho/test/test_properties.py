@@ -19,14 +19,15 @@ from nbecho.test._helpers import RecordingTransport, connect
 _examples = settings(max_examples=150, deadline=None, database=None)
 
 # Lines that make framing interesting: empty, near the line limits, with a
-# stray CR, the exit word, bytes that are not UTF-8, ended by LF, CRLF or
-# nothing at all; or any bytes.
+# stray CR, the exit word (alone or inside a longer line), bytes that are
+# not UTF-8, ended by LF, CRLF or nothing at all; or any bytes.
 _bodies = st.one_of(
     st.integers(0, 14).map(lambda length: b"x" * length),
     st.lists(
         st.sampled_from([b"x", b"\r", b"\x00", b"\xff", b"\x1b["]), max_size=8
     ).map(b"".join),
-    st.just(b"exit"),
+    # The exit word, and lines holding it that are not it.
+    st.sampled_from([b"exit", b"xexit", b"exitx", b"exitexit", b"exi"]),
 )
 _lines = st.tuples(_bodies, st.sampled_from([b"\n", b"\r\n", b""]))
 _payloads = st.one_of(
@@ -78,7 +79,10 @@ def modelLineEcho(data: bytes, echoSettings: EchoSettings) -> tuple[bytes, str]:
     why the connection closes, worked out one line at a time.
     """
     limit = echoSettings.maxLineLength
-    error = b"error: line too long (limit %d bytes)\n" % (limit,)
+    error = (
+        b"error: line too long (limit %d bytes; raise it with --max-line-length)\n"
+        % (limit,)
+    )
     out = b""
     *lines, partial = data.split(b"\n")
     for line in lines:

@@ -12,8 +12,17 @@ from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from nbecho.server import protocol
+from nbecho.server.factory import EchoFactory
 from nbecho.settings import EchoSettings
-from nbecho.test._helpers import FakeTime, LogTestCase, connect, disconnect
+from nbecho.test._helpers import (
+    PEER,
+    FakeTime,
+    LogTestCase,
+    RecordingTransport,
+    attach,
+    connect,
+    disconnect,
+)
 
 
 class RawFramingTests(SynchronousTestCase):
@@ -113,7 +122,7 @@ class BackpressureTests(SynchronousTestCase):
         """
         ways = [
             ("line", b"exit\n", False),
-            ("line", b"x" * 70000, False),
+            ("line", b"x" * 140000, False),
             ("line", b"partial", True),
             ("raw", b"exit", False),
             ("raw", b"data", True),
@@ -253,7 +262,9 @@ class LoggingTests(LogTestCase):
         self.assertEqual(len(closes), 3)
         self.assertIn("(client closed): 0 messages, 0 bytes in, 0 bytes out", closes[0])
         # The error line the client received counts as sent.
-        error = b"error: line too long (limit 3 bytes)\n"
+        error = (
+            b"error: line too long (limit 3 bytes; raise it with --max-line-length)\n"
+        )
         self.assertIn(
             f"(line too long): 0 messages, 4 bytes in, {len(error)} bytes out",
             closes[1],
@@ -272,3 +283,44 @@ class LoggingTests(LogTestCase):
             [formatEvent(e) for e in warnings],
             ["Line too long from 127.0.0.1:40000: 6 bytes, limit 4"],
         )
+
+
+class _NoDelayTransport(RecordingTransport):
+    """
+    A transport that records C{setTcpNoDelay}, or refuses it as a UNIX
+    socket does.
+    """
+
+    noDelay: bool | None = None
+    refuse = False
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        if self.refuse:
+            raise OSError(95, "Operation not supported")
+        self.noDelay = enabled
+
+
+class NoDelayTests(SynchronousTestCase):
+    """
+    Echoes are not held back by Nagle's algorithm.
+    """
+
+    def test_noDelaySet(self) -> None:
+        """
+        A new connection turns Nagle's algorithm off, as asyncio does, so
+        the tail of a large echo does not wait for a delayed ACK.
+        """
+        transport = _NoDelayTransport(PEER)
+        attach(EchoFactory(EchoSettings(), Clock()), PEER, transport)
+        self.assertIs(transport.noDelay, True)
+
+    def test_noDelayRefused(self) -> None:
+        """
+        A transport that cannot turn it off (a UNIX socket) still echoes.
+        """
+        transport = _NoDelayTransport(PEER)
+        transport.refuse = True
+        proto, _ = attach(EchoFactory(EchoSettings(), Clock()), PEER, transport)
+        proto.dataReceived(b"hi\n")
+        self.assertEqual(transport.value(), b"hi\n")
+        self.assertIsNone(transport.noDelay)

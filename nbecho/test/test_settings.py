@@ -43,7 +43,7 @@ class EchoSettingsTests(SynchronousTestCase):
                 "framing": "line",
                 "exitWord": b"exit",
                 "quiet": False,
-                "maxLineLength": 65536,
+                "maxLineLength": 131072,
                 "idleTimeout": 300.0,
                 "maxConnections": 10000,
                 "maxPerPeer": 0,

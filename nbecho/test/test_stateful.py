@@ -24,7 +24,9 @@ from nbecho.test._helpers import Harness
 
 LIMIT = 12
 EXIT = b"exit"
-ERROR = b"error: line too long (limit %d bytes)\n" % (LIMIT,)
+ERROR = b"error: line too long (limit %d bytes; raise it with --max-line-length)\n" % (
+    LIMIT,
+)
 
 # Few distinct bytes, so that terminators, CRLF splits and the exit word
 # come up often.

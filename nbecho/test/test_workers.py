@@ -19,10 +19,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from nbecho.deploy.worker import (
     LOG_FD,
+    REQUEST_KEY,
     STATS_KEY,
-    STATS_REQUEST,
+    _Parent,
     settingsFromJSON,
     settingsToJSON,
+    statsRequest,
 )
 from nbecho.deploy.workers import (
     STATS_TIMEOUT,
@@ -239,9 +241,14 @@ class WorkerStatsTests(SynchronousTestCase):
         self.worker.makeConnection(self.transport)
         self.worker.pid = self.transport.pid
 
-    def reply(self, stats: EchoStats) -> None:
-        line = json.dumps({STATS_KEY: stats.toJSON()}) + "\n"
-        self.worker.childDataReceived(LOG_FD, line.encode())
+    def reply(self, stats: EchoStats, request: int | None = None) -> None:
+        answer: dict[str, Any] = {STATS_KEY: stats.toJSON()}
+        if request is not None:
+            answer[REQUEST_KEY] = request
+        self.worker.childDataReceived(LOG_FD, (json.dumps(answer) + "\n").encode())
+
+    def published(self) -> list[str]:
+        return texts([e for e in self.events if e.get("worker") == 3])
 
     def test_askAndReply(self) -> None:
         """
@@ -249,10 +256,10 @@ class WorkerStatsTests(SynchronousTestCase):
         the worker's totals, fires the request and is not logged.
         """
         asked = self.worker.askStats(self.clock)
-        self.assertEqual(self.transport.written, [(0, STATS_REQUEST)])
+        self.assertEqual(self.transport.written, [(0, b"stats 1\n")])
         self.assertNoResult(asked)
         stats = EchoStats(1, 2, 3, 4, 5, {"max-per-peer": 1})
-        self.reply(stats)
+        self.reply(stats, 1)
         self.successResultOf(asked)
         self.assertEqual(self.worker.stats, stats)
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -284,3 +291,96 @@ class WorkerStatsTests(SynchronousTestCase):
         self.successResultOf(self.worker.askStats(self.clock))
         self.assertEqual(len(self.transport.written), 1)
         self.clock.advance(STATS_TIMEOUT)
+
+    def test_lateAnswer(self) -> None:
+        """
+        An answer that comes after its request timed out only updates the
+        totals: nothing raises, the next request waits for its own answer,
+        and the worker's log lines after it are still published.
+        """
+        first = self.worker.askStats(self.clock)
+        self.clock.advance(STATS_TIMEOUT)
+        self.successResultOf(first)
+        second = self.worker.askStats(self.clock)
+        self.reply(EchoStats(messages=7), 1)
+        self.assertEqual(self.worker.stats, EchoStats(messages=7))
+        self.assertNoResult(second)
+        self.reply(EchoStats(messages=8), 2)
+        self.successResultOf(second)
+        self.worker.childDataReceived(
+            LOG_FD, workerLog(peer="a", reason="r", duration=1.0)
+        )
+        self.assertEqual(self.published(), ["close a (r): 1.000s"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_duplicateAnswer(self) -> None:
+        """
+        The same answer twice fires its request once and raises nothing.
+        """
+        asked = self.worker.askStats(self.clock)
+        self.reply(EchoStats(messages=1), 1)
+        self.reply(EchoStats(messages=2), 1)
+        self.successResultOf(asked)
+        self.assertEqual(self.worker.stats, EchoStats(messages=2))
+
+    def test_answerCoversEarlierRequests(self) -> None:
+        """
+        A worker answers in order: the answer to request 2 fires request 1
+        too, and an answer without a number (the worker's last totals)
+        fires every request waiting.
+        """
+        one, two = self.worker.askStats(self.clock), self.worker.askStats(self.clock)
+        self.reply(EchoStats(messages=1), 2)
+        self.successResultOf(one)
+        self.successResultOf(two)
+        three = self.worker.askStats(self.clock)
+        self.reply(EchoStats(messages=3))
+        self.successResultOf(three)
+
+    def test_malformedAnswer(self) -> None:
+        """
+        Totals that are not counts leave the last ones in place, with one
+        warning and no traceback; the request then fires at its timeout.
+        """
+        self.reply(EchoStats(messages=5))
+        asked = self.worker.askStats(self.clock)
+        for garbled in ({"messages": "many"}, [1, 2], {"refused": {"x": -1}}):
+            line = json.dumps({STATS_KEY: garbled, REQUEST_KEY: 1}) + "\n"
+            self.worker.childDataReceived(LOG_FD, line.encode())
+        self.worker.childDataReceived(LOG_FD, b"5\n[]\nnull\n")
+        self.assertEqual(self.worker.stats, EchoStats(messages=5))
+        self.assertNoResult(asked)
+        self.clock.advance(STATS_TIMEOUT)
+        self.successResultOf(asked)
+        warnings = [e for e in self.events if e.get("log_failure")]
+        self.assertEqual(warnings, [])
+        self.assertEqual(
+            len(
+                [
+                    e
+                    for e in self.events
+                    if e.get("nbecho_event") == "worker_stats_unreadable"
+                ]
+            ),
+            3,
+        )
+
+
+class ParentTests(SynchronousTestCase):
+    """
+    The worker's side: requests on its standard input.
+    """
+
+    def test_answersWithNumber(self) -> None:
+        """
+        Each request line, however split, is answered once with its number;
+        other lines are ignored.
+        """
+        out = io.StringIO()
+        server: Any = type("S", (), {"factory": type("F", (), {"stats": EchoStats()})})
+        parent = _Parent(server, out)
+        data = statsRequest(4) + b"junk\n" + statsRequest(5) + b"stats x\n"
+        for i in range(len(data)):
+            parent.dataReceived(data[i : i + 1])
+        answers = [json.loads(line) for line in out.getvalue().splitlines()]
+        self.assertEqual([a[REQUEST_KEY] for a in answers], [4, 5])
