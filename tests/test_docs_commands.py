@@ -91,6 +91,10 @@ def literalBlocks(path: Path) -> list[Block]:
 RULES: list[tuple[str, str]] = [
     (r"^\$ printf .* \| nbecho-client", "run"),
     (r"^\[nbecho#info\] nbecho \S+ starting up$", "log"),
+    (
+        r"^twistd -n nbecho .*\\$",
+        "a session through HAProxy: tests/test_faults_haproxy.py",
+    ),
     (r"^twistd -n( --logfile \S+)? nbecho --", "server"),
     (r"^twistd -n nbecho( \[options\])?$", "synopsis, not a command"),
     (r"^nbecho-client \[options\]", "synopsis, not a command"),
@@ -122,6 +126,17 @@ RULES: list[tuple[str, str]] = [
     (r"^(Read Data|\{\")", "log lines, not a command"),
     (r"^(seed \(C\)|reactor\.run\(\)|nbecho/)$", "a diagram, not a command"),
     (r"^seed \(C\)", "a diagram, not a command"),
+    (
+        r"^import socket, sys, time$",
+        "a client shown with its output: tests/test_faults.py",
+    ),
+    (r"^\d+\.\d\ds b'", "a client's output, not a command"),
+    (r"^\$ echo hello \| nc -q 1 ", "a fault's close: tests/test_faults.py"),
+    (r"^(messages|errors)  ", "a load report, not a command"),
+    (
+        r"^nbecho: cannot write the log ",
+        "a message on standard error: tests/test_logfile_failures.py",
+    ),
 ]
 
 
