@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from nbecho import __version__
+from nbecho._extras import missingExtra
 from nbecho._values import LIMIT_PARAMETERS, exitWord, number, seconds, shown
 from nbecho.deploy.endpoints import (
     EndpointError,
@@ -338,12 +339,9 @@ def _metricsTimeout(text: str) -> float:
 
 
 def _requireMetrics() -> None:
-    try:
-        import nbecho.deploy.metrics  # noqa: F401 - needs the optional prometheus_client
-    except ImportError as error:
-        raise usage.UsageError(
-            f"--metrics needs {error.name}: pip install 'nbecho[metrics]'"
-        ) from None
+    problem = missingExtra("--metrics", "metrics")
+    if problem is not None:
+        raise usage.UsageError(problem)
 
 
 def _metricsEndpoint(reactor: object, description: str) -> IStreamServerEndpoint:

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import socket
 import struct
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from typing import IO
+
+import pytest
 
 from tests._servers import TIMEOUT, script
 
@@ -186,3 +190,24 @@ def sendAndHalfClose(sock: socket.socket, payload: bytes) -> bytes:
     answer = recvAll(sock)
     writer.join(TIMEOUT)
     return answer
+
+
+def loopbackOnly(command: Sequence[str]) -> list[str]:
+    """
+    C{command} run in a network namespace of its own with only the loopback
+    interface up (C{unshare -n}, as root): a test of how the client reads its
+    arguments cannot send anything off this machine, whatever it resolves.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("unshare -n needs root (the end-to-end tests run as root in CI)")
+    unshare = shutil.which("unshare")
+    assert unshare is not None, "unshare (util-linux) is missing"
+    return [unshare, "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *command]
+
+
+def inNamespaceOf(pid: int, command: Sequence[str]) -> list[str]:
+    """
+    C{command} run in the network namespace of process C{pid} (one started
+    with L{loopbackOnly}), so that it reaches the server there on loopback.
+    """
+    return ["nsenter", f"--net=/proc/{pid}/ns/net", *command]

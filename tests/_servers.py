@@ -63,6 +63,28 @@ _READY = re.compile(
 )
 
 
+def copyProject(target: Path) -> Path:
+    """
+    Copy this source tree to C{target} without its git data, virtual
+    environment and build output, for tests that install it as a user would.
+    """
+    root = Path(__file__).resolve().parent.parent
+    shutil.copytree(
+        root,
+        target,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "build",
+            "*.egg-info",
+            "__pycache__",
+            ".*_cache",
+            "_trial_temp*",
+        ),
+    )
+    return target
+
+
 def script(name: str) -> str:
     """
     The path of console script C{name} in the test environment, so that tests

@@ -51,7 +51,7 @@ def test_exitEndsTheSession(server: RunningServer) -> None:
         b"hello\nexit\n",
         b"",
     )
-    (close,) = server.waitForLog(r"close 127\.0\.0\.1:\d+ \((.*)\): (\d+) messages")
+    (close,) = server.waitForLog(r"close 127\.0\.0\.1:\d+ \((.*)\): (\d+) messages?")
     assert close.groups() == ("exit word", "2")
     assert not server.logLines("not sent")
 
@@ -104,7 +104,7 @@ def test_terminalEndOfInput(server: RunningServer) -> None:
     status, output = _runInTerminal(server.port, [b"typed\n", b"\x04"])
     assert output == PROMPT + b"typed\r\n" + PROMPT + b"\r\n"
     assert status == 0
-    server.waitForLog(r"close .*\(client finished sending\): 1 messages")
+    server.waitForLog(r"close .*\(client finished sending\): 1 message,")
 
 
 def test_serverUnreachable() -> None:
@@ -169,3 +169,38 @@ def test_quietDropsMessageLines(nbechoServer: ServerFactory) -> None:
     assert server.logLines("Accept ")
     assert not server.logLines("Read Data")
     assert "secret" not in server.log()
+
+
+def test_emptyInputIsAnEmptySession(server: RunningServer) -> None:
+    """
+    C{python -m nbecho --port PORT </dev/null}: the client connects, sends nothing,
+    prints nothing and exits 0, as C{nc} does; the server saw the session.
+    """
+    result = subprocess.run(
+        [script("python"), "-m", "nbecho", "--port", str(server.port)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    server.waitForLog(r"close .*\(client finished sending\): 0 messages, 0 bytes in")
+
+
+def test_emptyInputWithoutServer() -> None:
+    """
+    The same with nothing listening: one line naming the address, status 1,
+    so C{python -m nbecho --port PORT </dev/null} checks that a server
+    answers.
+    """
+    port = freePort()
+    result = subprocess.run(
+        [script("python"), "-m", "nbecho", "--port", str(port)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.decode().splitlines()
+    assert line.startswith(f"nbecho-client: cannot connect to 127.0.0.1:{port}: ")

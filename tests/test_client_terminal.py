@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 
+import pytest
+
 from nbecho import __version__
 from tests._clients import readLine, runClient, startClient
 from tests._servers import TIMEOUT, RunningServer, ServerFactory, script, tool
@@ -79,6 +81,31 @@ def test_ctrlDOnTerminal(server: RunningServer) -> None:
         assert terminal.output.endswith(b'send server (exit is "exit"): \r\n')
     finally:
         terminal.close()
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_partialLineThenCtrlD(nbechoServer: ServerFactory, transport: str) -> None:
+    """
+    A last line typed without Enter, then Ctrl-D twice: its echo is shown on
+    a line of its own, not run together with the typed text, over TCP and
+    UDP.
+    """
+    if transport == "udp":
+        server = nbechoServer("--listen", "udp:0:interface=127.0.0.1")
+        terminal = Terminal(client(server, "--udp"))
+    else:
+        server = nbechoServer()
+        terminal = Terminal(client(server))
+    try:
+        terminal.waitFor(b'"): ')
+        terminal.type(b"partial\x04\x04")
+        assert terminal.wait() == 0
+        assert terminal.output == (
+            b'send server (exit is "exit"): partial\r\npartial\r\n'
+        )
+    finally:
+        terminal.close()
+    server.waitForLog(r"Read Data 127\.0\.0\.1:\d+ partial$")
 
 
 def test_killSignals(server: RunningServer) -> None:

@@ -45,14 +45,16 @@ def assertFailedStart(daemons: Daemons, result: DaemonStart, *named: str) -> Non
 def test_portInUse(daemons: Daemons) -> None:
     """
     A port already in use ends the daemon's start with status 1 and one line
-    naming the address and "Address already in use".
+    saying so in words: C{port N is already in use on 127.0.0.1}.
     """
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         result = daemons.start("--port", str(port), "--interface", "127.0.0.1")
-    assertFailedStart(daemons, result, f"127.0.0.1:{port}", "Address already in use")
+    assertFailedStart(
+        daemons, result, f"nbecho: port {port} is already in use on 127.0.0.1"
+    )
 
 
 def _selfSigned(directory: Path) -> tuple[Path, Path]:
@@ -89,7 +91,9 @@ def test_tlsPortInUse(daemons: Daemons) -> None:
             "--listen",
             f"ssl:{port}:interface=127.0.0.1:privateKey={key}:certKey={certificate}",
         )
-    assertFailedStart(daemons, result, f"127.0.0.1:{port}", "Address already in use")
+    assertFailedStart(
+        daemons, result, f"nbecho: port {port} is already in use on 127.0.0.1"
+    )
 
 
 def test_badTLSFile(daemons: Daemons) -> None:

@@ -112,8 +112,9 @@ RULES: list[tuple[str, str]] = [
     ),
     (
         r"^\$ twistd nbecho --port",
-        "a failed daemon start: tests/test_daemon_startup.py",
+        "a port in use: tests/test_listen_in_use.py, test_daemon_startup.py",
     ),
+    (r"^\$ nbecho-client 127\.1 ", "a message: MESSAGES, test_messages"),
     (r"^\$ curl -s http://127\.0\.0\.1:9100/metrics$", "tests/test_metrics.py"),
     (r"^systemd-socket-activate ", "systemd's socket: tests/test_systemd.py"),
     (r"^(ExecStart=|/opt/nbecho/)", "a systemd unit: tests/test_systemd_unit.py"),
@@ -430,6 +431,13 @@ MESSAGES: list[tuple[str, str, str]] = [
         "twistd nbecho: --listen 'systemd:domain=INET:index=0': no socket 0"
         " inherited from systemd (LISTEN_FDS, LISTEN_FDNAMES)"
         " (see: twistd nbecho --help)",
+    ),
+    (
+        "nbecho-client 127.1 9999",
+        "docs/usage.rst",
+        "nbecho-client: '127.1' is not a host name but a short form of the"
+        " address 127.0.0.1: write 127.0.0.1 if you mean it"
+        " (see: nbecho-client --help)",
     ),
 ]
 

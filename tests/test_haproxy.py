@@ -165,7 +165,7 @@ class _Only(Factory):
 _ACCEPT = re.compile(r"Accept 127\.0\.0\.1:(\d+)$", re.MULTILINE)
 #: A health check's session: the exit word alone, echoed, then a clean close.
 _CHECK = re.compile(
-    r"close 127\.0\.0\.1:(\d+) \(exit word\): 1 messages, 5 bytes in, 5 bytes out",
+    r"close 127\.0\.0\.1:(\d+) \(exit word\): 1 message, 5 bytes in, 5 bytes out",
     re.MULTILINE,
 )
 

@@ -62,7 +62,7 @@ def test_connectionLimits(nbechoServer: ServerFactory) -> None:
         sock.close()
     assert server.stop() == 0
     assert re.search(
-        r"nbecho stopped: 4 connections, \d+ messages, \d+ bytes in, \d+ bytes "
+        r"nbecho stopped: 4 connections, \d+ messages?, \d+ bytes? in, \d+ bytes? "
         r"out, 2 refused, 1 by --max-connections, 1 by --max-per-peer",
         server.log(),
     ), server.log()[-1000:]
@@ -163,8 +163,8 @@ def test_gracefulShutdown(nbechoServer: ServerFactory) -> None:
         peer = peerOf(client.sock)
         client.sock.close()
         found = re.search(
-            rf"close {re.escape(peer)} \(server shutting down\): \d+ messages, "
-            r"(\d+) bytes in, (\d+) bytes out",
+            rf"close {re.escape(peer)} \(server shutting down\): \d+ messages?, "
+            r"(\d+) bytes? in, (\d+) bytes? out",
             log,
         )
         assert found, log[-2000:]
@@ -174,8 +174,8 @@ def test_gracefulShutdown(nbechoServer: ServerFactory) -> None:
         assert bytesIn == bytesOut == len(received)
         assert received == client.stream(len(received) // 10 + 100)[: len(received)]
     assert re.search(
-        r"nbecho stopped: 7 connections, \d+ messages, \d+ bytes in, "
-        r"\d+ bytes out, 0 refused",
+        r"nbecho stopped: 7 connections, \d+ messages?, \d+ bytes? in, "
+        r"\d+ bytes? out, 0 refused",
         log,
     )
     assert "Traceback" not in log
@@ -198,7 +198,7 @@ def test_shutdownGraceCutsNonReaders(nbechoServer: ServerFactory) -> None:
     assert server.stop() == 0
     stuck.close()
     log = server.log()
-    assert "Shutdown grace of 1s is over: cutting 1 connections" in log
+    assert "Shutdown grace of 1s is over: cutting 1 connection" in log
     assert re.search(
         r"close 127\.0\.0\.1:\d+ \(server shutting down, then cut after the "
         r"shutdown grace\)",

@@ -54,8 +54,8 @@ def _closed(server: RunningServer, peer: str) -> tuple[int, int, int]:
     The messages, bytes in and bytes out of C{peer}'s C{close} line.
     """
     (match,) = server.waitForLog(
-        rf"close {re.escape(peer)} \(client finished sending\): (\d+) messages, "
-        r"(\d+) bytes in, (\d+) bytes out"
+        rf"close {re.escape(peer)} \(client finished sending\): (\d+) messages?, "
+        r"(\d+) bytes? in, (\d+) bytes? out"
     )
     messages, bytesIn, bytesOut = map(int, match.groups())
     return messages, bytesIn, bytesOut

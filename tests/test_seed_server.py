@@ -119,12 +119,17 @@ def test_clientTalksToTheSeedServer(
 ) -> None:
     """
     C{nbecho-client} talks to the seed's C server: the seed prints Ready?,
-    Accept, Read Data with each message and close, and the client exits 0
-    after C{exit} though the seed echoes nothing.
+    Accept, Read Data with each message and close; it echoes nothing, so the
+    client exits 3 saying that neither line was echoed.
     """
     port, process, output = seedServer
     result = runClient(port, b"hello\nexit\n")
-    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        3,
+        b"",
+        f"nbecho-client: 127.0.0.1:{port}: the server closed the connection"
+        " with 2 lines not echoed\n".encode(),
+    )
 
     def backToAccept() -> bool:
         return re.search(rb"close \d+\nReady\?\n", output.read_bytes()) is not None

@@ -102,7 +102,7 @@ def test_sighupForeground(nbechoServer: ServerFactory) -> None:
         for line in log.splitlines()
         if "SIGHUP" in line and "shutting down" in line
     ], log
-    assert re.search(r"nbecho stopped: .*\b1 connections\b.*\b1 messages\b", log), log
+    assert re.search(r"nbecho stopped: .*\b1 connection,.*\b1 message,", log), log
     assert "Traceback" not in log
 
 

@@ -168,7 +168,7 @@ def test_privilegedSourcePort(
         low.sendto(b"reflect me", ("127.0.0.1", server.port))
         assert replies(low) == []
     server.waitForLog(
-        r"UDP echo dropped 1 datagrams \(1 from source ports below 1024\), "
+        r"UDP echo dropped 1 datagram \(1 from source ports below 1024\), "
         rf"the last from 127\.0\.0\.1:{port}$"
     )
     client.sendto(b"ok", ("127.0.0.1", server.port))
@@ -205,7 +205,7 @@ def test_spoofedOwnAddress(nbechoServer: ServerFactory, client: socket.socket) -
     rawUDP(client.getsockname(), target, b"crafted")
     assert replies(client) == [b"crafted"]
     rawUDP(target, target, b"loop forever")
-    server.waitForLog(r"UDP echo dropped 1 datagrams \(1 from the server's own port\)")
+    server.waitForLog(r"UDP echo dropped 1 datagram \(1 from the server's own port\)")
     time.sleep(SILENCE)
     samples = scrape(server)
     assert value(samples, "nbecho_udp_dropped_total", reason="own-port") == 1
@@ -260,8 +260,8 @@ def test_stopLine(nbechoServer: ServerFactory, client: socket.socket) -> None:
     assert replies(client) == [b"0\n"]
     server.stop()
     server.waitForLog(
-        r"nbecho stopped: 0 connections, 1 messages, 2 bytes in, 2 bytes out, "
-        r"0 refused; UDP: 1 datagrams echoed, 2 dropped$"
+        r"nbecho stopped: 0 connections, 1 message, 2 bytes in, 2 bytes out, "
+        r"0 refused; UDP: 1 datagram echoed, 2 dropped$"
     )
 
 

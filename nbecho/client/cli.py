@@ -13,7 +13,8 @@ C{nbecho.client.datagram}).
 Exit status: 0 after the exit word or the end of input once every echo is
 printed; 1 when the server cannot be reached (over UDP: no echo ever came
 back); 2 for a usage error; 3 when the connection is lost or the server
-closes it before the session ends (over UDP: a line stayed unanswered).
+closes it before the session ends or before every line sent is echoed (over
+UDP: a line stayed unanswered).
 
 Interrupted, it ends at once and silently: Ctrl-C (SIGINT) with status 130
 after starting a new line on the terminal; SIGTERM and SIGHUP kill it as
@@ -50,10 +51,12 @@ from twisted.internet.task import react
 from twisted.python import usage
 
 from nbecho import __version__
+from nbecho._extras import missingExtra
 from nbecho._tls import isOpenSSLError, openSSLReasons
 from nbecho.client._udpoptions import udpOptions, udpSession
 from nbecho.client.datagram import ServerUnreachableError
 from nbecho.client.stream import Console, EchoClient, overTLS
+from nbecho.client.target import checkHost, connectHost, splitTarget
 from nbecho.client.terminal import (
     OutputClosedError,
     SessionLostError,
@@ -71,11 +74,13 @@ EXIT_LOST = 3
 
 
 class Options(usage.Options):
-    synopsis = "Usage: nbecho-client [options] [HOST [PORT]]"
+    synopsis = "Usage: nbecho-client [options] [HOST [PORT] | HOST:PORT | PORT]"
     longdesc = (
         "Send each line of standard input to an nbecho server and print each "
         "echoed line; the exit word or the end of input ends the session.  "
-        "HOST and PORT may be given as arguments, as to nc."
+        "HOST and PORT may be given as arguments, as to nc; a number alone is "
+        "the port on 127.0.0.1, and an IPv6 address with a port is written "
+        "[ADDRESS]:PORT."
     )
     optFlags = [
         [
@@ -86,7 +91,7 @@ class Options(usage.Options):
         ],
     ]
     optParameters = [
-        ["host", "h", None, "Server host name or address (default: 127.0.0.1)."],
+        ["host", None, None, "Server host name or address (default: 127.0.0.1)."],
         ["port", "p", None, "Server port (default: 9999)."],
         [
             "connect",
@@ -158,7 +163,20 @@ class Options(usage.Options):
         sys.stdout.flush()
         sys.exit(0)
 
+    def opt_help(self) -> None:
+        """
+        Print this help and exit.
+        """
+        super().opt_help()
+
+    #: C{-h} prints help, as for nc and curl; the host is C{--host}.
+    opt_h = opt_help
+
     def parseArgs(self, host: str | None = None, port: str | None = None) -> None:
+        if port is None and host is not None:
+            host, port = splitTarget(host)
+        elif host is not None and not host.isdigit() and splitTarget(host)[1]:
+            raise usage.UsageError(f"give the port once: {host!r} or {port!r}")
         for name, value in (("host", host), ("port", port)):
             if value is None:
                 continue
@@ -175,6 +193,8 @@ class Options(usage.Options):
                 )
         if self["host"] is None:
             self["host"] = "127.0.0.1"
+        self["host"] = checkHost(self["host"])
+        connectHost(self["connect"])
         try:
             port = int(self["port"] or "9999")
         except ValueError:
@@ -186,6 +206,10 @@ class Options(usage.Options):
         self["port"] = port
         if self["ca"] is not None and not (self["connect"] or "").startswith("tls:"):
             raise usage.UsageError("--ca needs --connect tls:host=HOST:port=PORT")
+        if (self["connect"] or "").startswith("tls:"):
+            problem = missingExtra("--connect tls:", "tls")
+            if problem is not None:
+                raise usage.UsageError(problem)
         self["exit-word"] = os.fsencode(self["exit-word"])
         if b"\n" in self["exit-word"]:
             raise usage.UsageError("--exit-word cannot hold a newline")

@@ -181,6 +181,7 @@ class DatagramConsole(StdioLines):
         """
         rest = self.clearLineBuffer()
         if rest and self.sending:
+            self.lastLineEnded(rest)
             self.enqueue(rest, b"")
         self.finishSending()
         self.sendNext()

@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from nbecho._typing import IStreamTransport
+from nbecho._words import counted
 from nbecho.client.terminal import OutputClosedError, SessionLostError, StdioLines
 
 
@@ -120,9 +121,10 @@ class Console(StdioLines):
         """
         rest = self.clearLineBuffer()
         if rest and self.sending:
+            self.lastLineEnded(rest)
+            self.pending += 1
             if self.tls:
                 self.unterminated = True
-                self.pending += 1
                 rest += b"\n"
             self.server.transport.write(rest)
         self.finishSending()
@@ -169,15 +171,28 @@ class Console(StdioLines):
         if self.done.called:
             return
         if self.error is None:
-            if not reason.check(ConnectionDone):
-                self.error = f"connection lost: {reason.getErrorMessage()}"
-            elif self.sending:
-                # Twisted calls this "closed cleanly"; to the user the server
-                # went away in the middle of the session.
-                self.error = "the server closed the connection mid-session"
+            self.error = self._lost(reason)
         if self.prompt and not self.atLineStart:
             self.write(b"\n")
         self.transport.loseConnection()
+
+    def _lost(self, reason: Failure) -> str | None:
+        """
+        What went wrong when the server's side ended, if anything: lines sent
+        whose echoes never came are an error however fast the input was.
+        """
+        unechoed = ""
+        if self.pending:
+            unechoed = f" with {counted(self.pending, 'line')} not echoed"
+        if not reason.check(ConnectionDone):
+            return f"connection lost: {reason.getErrorMessage()}{unechoed}"
+        if self.pending:
+            return f"the server closed the connection{unechoed}"
+        if self.sending:
+            # Twisted calls this "closed cleanly"; to the user the server
+            # went away in the middle of the session.
+            return "the server closed the connection mid-session"
+        return None
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self.done.called:

@@ -73,6 +73,16 @@ class StdioLines(LineReceiver):
         """
         raise NotImplementedError
 
+    def lastLineEnded(self, rest: bytes) -> None:
+        """
+        Input ended after C{rest}, a line with no newline.  On a terminal the
+        user's typed text is still on the screen with the cursor after it:
+        start a new line, so that its echo shows on a line of its own rather
+        than as C{partialpartial}.
+        """
+        if rest and self.prompt:
+            self.write(b"\n")
+
     def showPrompt(self) -> None:
         if self.sending and self.idle():
             self.write(self.prompt)

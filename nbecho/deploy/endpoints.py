@@ -29,6 +29,7 @@ from typing import Any
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 
+from nbecho._extras import missingExtra
 from nbecho._tls import isOpenSSLError, openSSLReasons
 from nbecho._twisted import endpointArguments, serverContextFactory
 from nbecho.deploy.proxy import PREFIX as PROXY_PREFIX
@@ -202,6 +203,10 @@ def _precheck(description: str) -> None:
         raise EndpointError("cannot read it: a backslash must escape a character")
     args, kw = parsed
     kind = args[0].lower() if args else ""
+    if kind == "ssl":
+        problem = missingExtra("ssl:", "tls")
+        if problem is not None:
+            raise EndpointError(problem)
     if kind in _PORT_KINDS:
         if len(args) < 2:
             raise EndpointError(f"{kind}: needs a port number, as in {kind}:9999")

@@ -43,6 +43,7 @@ from twisted.protocols.policies import ProtocolWrapper, TimeoutMixin, WrappingFa
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
+from nbecho._words import counted
 from nbecho.deploy.proxyheader import Header, HeaderError, HeaderReader
 from nbecho.interfaces import IEchoConnection
 from nbecho.logs.escape import escapeMessage
@@ -203,7 +204,7 @@ class ProxiedConnection(ProtocolWrapper, TimeoutMixin):
 
     def _cutShort(self, what: str) -> str:
         received = self._reader.received
-        return f"{what} after {received} bytes, before a whole header"
+        return f"{what} after {counted(received, 'byte')}, before a whole header"
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self.started:

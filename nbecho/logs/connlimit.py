@@ -32,6 +32,8 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import ILogObserver, LogEvent, Logger, LogLevel
 from zope.interface import implementer
 
+from nbecho._words import counted
+
 log = Logger(namespace="nbecho")
 
 #: Addresses summarised one by one in a second; the others share a line.
@@ -224,13 +226,14 @@ class TwistedAcceptLines:
         if count:
             self.observer(
                 {
-                    "log_format": "{count:,} lines of Twisted's about accepting "
+                    "log_format": "{countText} of Twisted's about accepting "
                     "connections (EMFILE recovery) not logged in the last second",
                     "log_namespace": "nbecho",
                     "log_level": LogLevel.info,
                     "log_time": self.clock.seconds(),
                     "log_system": "nbecho#info",
                     "count": count,
+                    "countText": counted(count, "line"),
                     "nbecho_event": "twisted_lines_not_logged",
                 }
             )

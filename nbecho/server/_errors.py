@@ -9,6 +9,7 @@ file or address it concerns.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from twisted.internet.error import CannotListenError
@@ -34,6 +35,36 @@ def inWords(error: BaseException, shown: str = "") -> str:
             + openSSLReasons(error, libraries=True)
         )
     return str(error) or type(error).__name__
+
+
+def inUse(error: BaseException, description: str, kind: str = "port") -> str | None:
+    """
+    The whole reason, in an operator's words, when C{error} says that the
+    port or socket path of C{description} is taken: C{port 9999 is already
+    in use (all interfaces, IPv4 and IPv6)}; L{None} for any other error.
+
+    @param description: the listener as the C{Ready?} line names it: the
+        default listeners say which families they cover after a comma
+        (C{tcp6:9999, IPv4 and IPv6}).
+    @param kind: C{"port"}, or C{"UDP port"}.
+    """
+    if not isinstance(error, CannotListenError):
+        return None
+    reason = error.socketError
+    if error.port is None or isinstance(error.port, (bytes, str)):
+        if reason == "Cannot acquire lock":
+            path = os.fsdecode(error.port or description.partition(":")[2])
+            return f"socket {path} is already in use by another running process"
+        return None
+    if not isinstance(reason, OSError) or reason.errno != errno.EADDRINUSE:
+        return None
+    families = description.partition(", ")[2].partition(":")[0]
+    if error.interface in ("", "::", "0.0.0.0"):
+        where = "all interfaces, " + (
+            families or ("IPv6" if error.interface == "::" else "IPv4")
+        )
+        return f"{kind} {error.port} is already in use ({where})"
+    return f"{kind} {error.port} is already in use on {error.interface}"
 
 
 def _cannotListen(error: CannotListenError, shown: str) -> str:

@@ -34,6 +34,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from nbecho._words import counted
 from nbecho.server._address import formatAddress
 from nbecho.server.protocol import EchoProtocol
 from nbecho.stats import EchoStats
@@ -241,7 +242,9 @@ def faultyProtocol(base: type[EchoProtocol], faults: Faults) -> type[EchoProtoco
                 release = max(release, now)
             pieces = [data]
             if "slice" in hits:
-                self._fault("slice", f"echoes sliced in {plan.sliceSize} bytes")
+                self._fault(
+                    "slice", f"echoes sliced in {counted(plan.sliceSize, 'byte')}"
+                )
                 size = plan.sliceSize
                 pieces = [data[at : at + size] for at in range(0, len(data), size)]
             bandwidth = plan.bandwidth if "bandwidth" in hits else 0
@@ -298,7 +301,7 @@ def faultyProtocol(base: type[EchoProtocol], faults: Faults) -> type[EchoProtoco
                         and plan.closeAfterBytes
                         and self.bytesOut >= plan.closeAfterBytes
                     ):
-                        self._faultClose(f"after {self.bytesOut} bytes")
+                        self._faultClose(f"after {counted(self.bytesOut, 'byte')}")
                         return
             self._resumeIfDrained(now)
             if queue:

@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 
 from nbecho._twisted import unixLockFile
 from nbecho.server._address import formatAddress
-from nbecho.server._errors import inWords
+from nbecho.server._errors import inUse, inWords
 
 log = Logger(namespace="nbecho")
 
@@ -72,10 +72,7 @@ class ListeningService(Service):
         self._listening.addCallbacks(self._bound, self._failed)
         self._starting = False
         if self._failure is not None:
-            raise ListenFailed(
-                f"nbecho: cannot listen on {self.description}: "
-                f"{self._why(self._failure)}"
-            )
+            raise ListenFailed(f"nbecho: {self._why(self._failure)}")
 
     def privilegedStartService(self) -> None:
         """
@@ -121,15 +118,23 @@ class ListeningService(Service):
             self._listening = None
         elif not failure.check(CancelledError):
             log.critical(
-                "nbecho: cannot listen on {description}: {error}",
+                "nbecho: {error}",
                 description=self.description,
                 error=self._why(failure),
                 nbecho_event="listen_failed",
             )
 
     def _why(self, failure: Failure) -> str:
+        """
+        Why C{failure} stopped the listener, naming it: a port in use in
+        plain words, anything else after C{cannot listen on DESCRIPTION}.
+        """
         error = failure.value
-        return inWords(error, self.description) if error else failure.getErrorMessage()
+        taken = inUse(error, self.description) if error else None
+        if taken is not None:
+            return taken
+        why = inWords(error, self.description) if error else failure.getErrorMessage()
+        return f"cannot listen on {self.description}: {why}"
 
     def startService(self) -> None:
         super().startService()

@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from nbecho._tls import tlsFailure
 from nbecho._twisted import tlsSendClosed, tlsWriter, watchCloseNotify
 from nbecho._typing import IStreamTransport
+from nbecho._words import counted
 from nbecho.logs.batch import info, logMessages
 from nbecho.logs.escape import Message, escapeMessage
 from nbecho.logs.ratelimit import LogLimiter, limiterFor
@@ -205,8 +206,8 @@ class EchoProtocol(Connection):
             return
         emit = log.info if tls is None else log.warn
         emit(
-            "close {peer} ({reason}): {messages} messages, {bytesIn} bytes in, "
-            "{bytesOut} bytes out, {duration:.3f}s",
+            "close {peer} ({reason}): {messagesText}, {bytesInText} in, "
+            "{bytesOutText} out, {duration:.3f}s",
             peer=self.peer,
             reason=_notEchoed(
                 self.closeWhy or tls or _closeReason(reason), self.notEchoed
@@ -214,6 +215,9 @@ class EchoProtocol(Connection):
             messages=self.messages,
             bytesIn=self.bytesIn,
             bytesOut=self.bytesOut,
+            messagesText=counted(self.messages, "message"),
+            bytesInText=counted(self.bytesIn, "byte"),
+            bytesOutText=counted(self.bytesOut, "byte"),
             duration=time.monotonic() - self.started,
             nbecho_event="close",
         )

@@ -26,6 +26,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 
+from nbecho._words import counted
 from nbecho.logs.textlog import reopenLogFiles, rotateLogFiles
 from nbecho.server._errors import inWords
 from nbecho.server._rlimit import SPARE, raiseFileLimit
@@ -173,10 +174,11 @@ class ServerService(MultiService):
     def _logStatusLine(self) -> None:
         stats = self.totals()
         log.info(
-            "Received SIGUSR1: {open} connections open, {connections} in total, "
-            "{messages} messages, {bytesIn} bytes in, {bytesOut} bytes out, "
+            "Received SIGUSR1: {openText} open, {connections} in total, "
+            "{messagesText}, {bytesInText} in, {bytesOutText} out, "
             "{refusals} refused{detail}{udp}",
             open=stats.connectionsOpen,
+            openText=counted(stats.connectionsOpen, "connection"),
             **_totalsFields(stats),
             nbecho_event="status",
         )
@@ -231,9 +233,10 @@ class ServerService(MultiService):
 
     def _graceOver(self) -> None:
         log.warn(
-            "Shutdown grace of {grace:g}s is over: cutting {count} connections",
+            "Shutdown grace of {grace:g}s is over: cutting {countText}",
             grace=self.grace,
             count=len(self.factory.connections),
+            countText=counted(len(self.factory.connections), "connection"),
             nbecho_event="shutdown_cut",
         )
         self._cut("cut after the shutdown grace")
@@ -244,8 +247,8 @@ class ServerService(MultiService):
 
     def _logTotals(self) -> None:
         log.info(
-            "nbecho stopped: {connections} connections, {messages} messages, "
-            "{bytesIn} bytes in, {bytesOut} bytes out, {refusals} refused{detail}"
+            "nbecho stopped: {connectionsText}, {messagesText}, "
+            "{bytesInText} in, {bytesOutText} out, {refusals} refused{detail}"
             "{udp}",
             **_totalsFields(self.totals()),
             nbecho_event="stopped",
@@ -262,6 +265,10 @@ def _totalsFields(stats: EchoStats) -> dict[str, Any]:
         "messages": stats.messages,
         "bytesIn": stats.bytesIn,
         "bytesOut": stats.bytesOut,
+        "connectionsText": counted(stats.connectionsTotal, "connection"),
+        "messagesText": counted(stats.messages, "message"),
+        "bytesInText": counted(stats.bytesIn, "byte"),
+        "bytesOutText": counted(stats.bytesOut, "byte"),
         "refusals": sum(refused.values()),
         "refused": dict(refused),
         "detail": "".join(
@@ -270,7 +277,7 @@ def _totalsFields(stats: EchoStats) -> dict[str, Any]:
         "udpDatagrams": stats.udpDatagrams,
         "udpDropped": dict(stats.udpDropped),
         "udp": (
-            f"; UDP: {stats.udpDatagrams} datagrams echoed, "
+            f"; UDP: {counted(stats.udpDatagrams, 'datagram')} echoed, "
             f"{sum(stats.udpDropped.values())} dropped"
             if stats.udpDatagrams or stats.udpDropped
             else ""

@@ -42,10 +42,11 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from nbecho._twisted import endpointArguments
+from nbecho._words import counted
 from nbecho.logs.batch import info
 from nbecho.logs.escape import escapeMessage
 from nbecho.server._address import formatAddress, unmapped
-from nbecho.server._errors import inWords
+from nbecho.server._errors import inUse, inWords
 from nbecho.server.listening import ListenFailed
 from nbecho.server.protocol import withoutTerminator
 from nbecho.server.service import ServerService
@@ -247,8 +248,9 @@ class UDPEcho(DatagramProtocol):
         if not pending:
             return
         log.warn(
-            "UDP echo dropped {count} datagrams ({detail}), the last from {peer}",
+            "UDP echo dropped {countText} ({detail}), the last from {peer}",
             count=sum(pending.values()),
+            countText=counted(sum(pending.values()), "datagram"),
             detail=", ".join(
                 f"{count} {REASONS.get(reason, reason)}"
                 for reason, count in sorted(pending.items())
@@ -322,10 +324,11 @@ class UDPEchoService(Service):
                 maxPacketSize=MAX_DATAGRAM,
             )
         except CannotListenError as error:
-            raise ListenFailed(
-                f"nbecho: cannot listen on {self.readyName}: "
+            why = inUse(error, self.readyName, "UDP port") or (
+                f"cannot listen on {self.readyName}: "
                 f"{inWords(error.socketError, self.readyName)}"
-            ) from None
+            )
+            raise ListenFailed(f"nbecho: {why}") from None
 
     def privilegedStartService(self) -> None:
         """

@@ -212,7 +212,9 @@ class ConsoleTests(SynchronousTestCase):
         self.console.dataReceived(b"a\n")
         self.serverCloses()
         message = self.sessionError()
-        self.assertEqual(message, "the server closed the connection mid-session")
+        self.assertEqual(
+            message, "the server closed the connection with 1 line not echoed"
+        )
         self.assertNotIn("\n", message)
 
     def test_resetAfterExit(self) -> None:
@@ -283,14 +285,16 @@ class ConsoleTests(SynchronousTestCase):
 
     def test_newlineAfterUnterminatedEcho(self) -> None:
         """
-        On a terminal, a last echo without a newline is followed by one.
+        On a terminal, a last line typed without a newline gets its echo on a
+        line of its own (the typed text is on the screen), and the echo is
+        followed by a newline.
         """
         self.connect(prompt=True)
         self.console.dataReceived(b"abc")
         self.console.readConnectionLost()
         self.server.dataReceived(b"abc")
         self.serverCloses()
-        self.assertEqual(self.stdio.value(), PROMPT + b"abc\n")
+        self.assertEqual(self.stdio.value(), PROMPT + b"\nabc\n")
 
     def test_noExtraNewline(self) -> None:
         """

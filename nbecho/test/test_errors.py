@@ -13,7 +13,7 @@ from twisted.internet.error import CannotListenError
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
-from nbecho.server._errors import inWords
+from nbecho.server._errors import inUse, inWords
 
 
 class InWordsTests(SynchronousTestCase):
@@ -91,3 +91,58 @@ class InWordsTests(SynchronousTestCase):
         """
         self.assertEqual(inWords(ValueError("bad value")), "bad value")
         self.assertEqual(inWords(KeyError()), "KeyError")
+
+
+class InUseTests(SynchronousTestCase):
+    """
+    L{inUse}: a port or socket path in use, in an operator's words.
+    """
+
+    def inUse(self, interface: str, description: str) -> str | None:
+        error = CannotListenError(
+            interface, 9999, OSError(errno.EADDRINUSE, "Address already in use")
+        )
+        return inUse(error, description)
+
+    def test_allInterfaces(self) -> None:
+        """
+        The default listeners name the families their description covers.
+        """
+        self.assertEqual(
+            self.inUse("::", "tcp6:9999, IPv4 and IPv6"),
+            "port 9999 is already in use (all interfaces, IPv4 and IPv6)",
+        )
+        self.assertEqual(
+            self.inUse("", "tcp:9999, IPv4 only: no IPv6 on this machine"),
+            "port 9999 is already in use (all interfaces, IPv4 only)",
+        )
+        self.assertEqual(
+            self.inUse("", "tcp:9999"),
+            "port 9999 is already in use (all interfaces, IPv4)",
+        )
+        self.assertEqual(
+            self.inUse("::", "tcp6:9999"),
+            "port 9999 is already in use (all interfaces, IPv6)",
+        )
+
+    def test_oneInterface(self) -> None:
+        """
+        A listener on one address names it.
+        """
+        self.assertEqual(
+            self.inUse("::1", "tcp6:9999:interface=\\:\\:1"),
+            "port 9999 is already in use on ::1",
+        )
+
+    def test_otherErrors(self) -> None:
+        """
+        Any other reason is not a port in use.
+        """
+        error = CannotListenError("", 80, OSError(errno.EACCES, "Permission denied"))
+        self.assertIsNone(inUse(error, "tcp:80"))
+        self.assertIsNone(inUse(OSError(errno.EADDRINUSE, "in use"), "tcp:80"))
+        locked = CannotListenError(None, "/run/echo.sock", "Cannot acquire lock")
+        self.assertEqual(
+            inUse(locked, "unix:/run/echo.sock"),
+            "socket /run/echo.sock is already in use by another running process",
+        )

@@ -270,7 +270,7 @@ class LoggingTests(LogTestCase):
             closes[1],
         )
         self.assertIn("reset by peer", closes[2])
-        self.assertIn("1 messages, 2 bytes in, 2 bytes out", closes[2])
+        self.assertIn("1 message, 2 bytes in, 2 bytes out", closes[2])
 
     def test_lineTooLongWarning(self) -> None:
         """

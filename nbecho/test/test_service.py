@@ -90,7 +90,7 @@ class DrainTests(SynchronousTestCase):
         harness.clock.advance(0.1)
         self.assertTrue(transport.aborted)
         self.assertIn(
-            "Shutdown grace of 2s is over: cutting 1 connections", texts(events)
+            "Shutdown grace of 2s is over: cutting 1 connection", texts(events)
         )
         harness.lose(protocol)
         self.successResultOf(stopped)
@@ -311,7 +311,7 @@ class OperatorSignalTests(SynchronousTestCase):
         self.assertEqual(
             texts(self.events)[before:],
             [
-                "Received SIGUSR1: 1 connections open, 1 in total, 1 messages, "
+                "Received SIGUSR1: 1 connection open, 1 in total, 1 message, "
                 "6 bytes in, 6 bytes out, 0 refused"
             ],
         )

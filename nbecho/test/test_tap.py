@@ -592,6 +592,5 @@ class MakeServiceTests(TestCase):
             failed = self.assertRaises(ListenFailed, makeService, options)
         self.assertEqual(
             str(failed),
-            f"nbecho: cannot listen on tcp:{port}:interface=127.0.0.1: "
-            f"Address already in use (127.0.0.1:{port})",
+            f"nbecho: port {port} is already in use on 127.0.0.1",
         )

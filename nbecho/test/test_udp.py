@@ -369,7 +369,7 @@ class StatsTests(SynchronousTestCase):
         events = captureLogs(self)
         server._logTotals()
         self.assertTrue(
-            logLines(events)[-1].endswith("; UDP: 1 datagrams echoed, 2 dropped"),
+            logLines(events)[-1].endswith("; UDP: 1 datagram echoed, 2 dropped"),
             logLines(events),
         )
 
@@ -457,10 +457,10 @@ class ServiceTests(TestCase):
         description = f"udp:{taken.getHost().port}:interface=127.0.0.1"
         service = UDPEchoService(description, EchoSettings(), UDPLimits())
         error = self.assertRaises(ListenFailed, service.privilegedStartService)
-        message = str(error)
-        self.assertTrue(message.startswith(f"nbecho: cannot listen on {description}: "))
-        self.assertIn("Address already in use", message)
-        self.assertNotIn("\n", message)
+        self.assertEqual(
+            str(error),
+            f"nbecho: UDP port {taken.getHost().port} is already in use on 127.0.0.1",
+        )
 
     def test_bindsBeforeStart(self) -> None:
         """
@@ -497,6 +497,6 @@ class ServiceTests(TestCase):
         again = UDPEchoService(taken, EchoSettings(), UDPLimits())
         other = UDPEchoService("udp:0:interface=127.0.0.1", EchoSettings(), UDPLimits())
         error = self.assertRaises(ListenFailed, listenBeforeStart, [other, again])
-        self.assertIn("Address already in use", str(error))
+        self.assertIn("is already in use", str(error))
         self.assertIsNone(other.port)
         self.assertEqual([line for line in logLines(events) if "Ready?" in line], [])

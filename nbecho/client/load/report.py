@@ -10,6 +10,7 @@ from typing import IO, Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 
+from nbecho._words import counted
 from nbecho.client.load.connection import ERRORS
 from nbecho.client.load.figures import Figures
 
@@ -48,12 +49,13 @@ def table(run: dict[str, Any], figures: Figures) -> str:
         if run["rate"] is not None
         else f"closed loop, pipeline {run['pipeline']}"
     )
-    extent = f"{run['count']} messages" if run["count"] else f"{run['duration']:g} s"
+    extent = (
+        counted(run["count"], "message") if run["count"] else f"{run['duration']:g} s"
+    )
     lines = [
         f"target        {run['target']} ({run['framing']} messages of "
-        f"{run['size']} bytes)",
-        f"load          {run['connections']} connection"
-        f"{'' if run['connections'] == 1 else 's'}, {loop}, {extent}"
+        f"{counted(run['size'], 'byte')})",
+        f"load          {counted(run['connections'], 'connection')}, {loop}, {extent}"
         f" after {run['warmup']:g} s of warm-up",
         f"messages      {figures.sent} sent, {figures.echoed} echoed and verified"
         f" in {figures.seconds:.3f} s",
@@ -108,7 +110,7 @@ class Progress:
         self.out.write(
             f"\r\x1b[K{now - self.started:6.1f} s  {rate:9.0f} messages/s  "
             f"{figures.echoed} echoed  p99 {p99:.3f} ms  "
-            f"{figures.failures} errors"
+            f"{counted(figures.failures, 'error')}"
         )
         self.out.flush()
 
