@@ -130,7 +130,10 @@ def test_every_event_kind_with_jq(nbechoServer: ServerFactory) -> None:
         logFile="nbecho.log",
     )  # fmt: skip
     long = runClient(server.port, b"short\n" + b"x" * 50 + b"\n")
-    assert long.stdout.startswith(b"short\nerror: line too long (limit 10 bytes)\n")
+    assert long.stdout.startswith(
+        b"short\nerror: line too long (limit 10 bytes; "
+        b"raise it with --max-line-length)\n"
+    )
     runClient(server.port, b"fine\n")
     server.stop()
     events = jsonEvents(server.log())
