@@ -6,4 +6,4 @@ factory in L{nbecho.server.factory}, its settings in L{nbecho.settings}, the twi
 options in L{nbecho.tap} and the interactive client in L{nbecho.client.cli}.
 """
 
-__version__ = "2.0.0"
+__version__ = "2.1.0"

@@ -41,7 +41,9 @@ def test_daemonPortTaken(daemons: Daemons, takenUDP: int) -> None:
     """
     description = f"udp:{takenUDP}:interface=127.0.0.1"
     result = daemons.start("--listen", description)
-    assertFailedStart(daemons, result, description, "Address already in use")
+    assertFailedStart(
+        daemons, result, f"UDP port {takenUDP} is already in use on 127.0.0.1"
+    )
     assert result.seconds < FAILED_START, result
     assert "Ready?" not in daemons.log()
 
@@ -59,7 +61,11 @@ def test_daemonPortTakenBySocat(daemons: Daemons) -> None:
     try:
         waitFor(lambda: _taken(port), "socat to bind its UDP port")
         result = daemons.start("--listen", f"udp:{port}")
-        assertFailedStart(daemons, result, f"udp:{port}", "Address already in use")
+        assertFailedStart(
+            daemons,
+            result,
+            f"UDP port {port} is already in use (all interfaces, IPv4 and IPv6)",
+        )
     finally:
         socat.kill()
         socat.wait()
@@ -91,7 +97,7 @@ def test_foregroundPortTaken(tmp_path: Path, takenUDP: int) -> None:
     assert result.returncode == 1, result
     lines = (result.stdout + result.stderr).splitlines()
     assert len(lines) == 1, lines
-    assert description in lines[0] and "Address already in use" in lines[0]
+    assert f"UDP port {takenUDP} is already in use on 127.0.0.1" in lines[0]
 
 
 def test_samePortTwice(tmp_path: Path) -> None:
@@ -104,7 +110,7 @@ def test_samePortTwice(tmp_path: Path) -> None:
     assert result.returncode == 1, result
     output = result.stdout + result.stderr
     assert "Ready?" not in output, output
-    assert "Address already in use" in output, output
+    assert "is already in use on 127.0.0.1" in output, output
 
 
 def test_dualStack(nbechoServer: ServerFactory) -> None:
