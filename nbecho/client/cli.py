@@ -33,7 +33,8 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
@@ -215,6 +216,20 @@ class Options(usage.Options):
             raise usage.UsageError("--exit-word cannot hold a newline")
         self.udpAddress = udpOptions(self)
 
+    def usableEndpoint(
+        self, reactor: IReactorCore
+    ) -> tuple[str, IStreamClientEndpoint]:
+        """
+        L{endpoint}, or a usage error (exit status 2) saying why it cannot
+        be used.
+        """
+        try:
+            return self.endpoint(reactor)
+        except Exception as error:  # noqa: BLE001 - any parse error is a usage error
+            raise _fatal(
+                EXIT_USAGE, f"cannot use endpoint {self['connect']!r}: {error}"
+            ) from None
+
     def endpoint(self, reactor: IReactorCore) -> tuple[str, IStreamClientEndpoint]:
         """
         The endpoint to connect to and how to name it in an error.
@@ -270,12 +285,7 @@ async def session(reactor: IReactorCore, options: Options) -> None:
     reactor.callWhenRunning(endOnSignals, modes, endingSignals())
     if options.udpAddress is not None:
         return await _udp(reactor, options, modes)
-    try:
-        name, endpoint = options.endpoint(reactor)
-    except Exception as error:  # noqa: BLE001 - any parse error is a usage error
-        raise _fatal(
-            EXIT_USAGE, f"cannot use endpoint {options['connect']!r}: {error}"
-        ) from None
+    name, endpoint = options.usableEndpoint(reactor)
     try:
         client = await endpoint.connect(Factory.forProtocol(EchoClient))
     except Exception as error:  # noqa: BLE001 - every failure ends the same way
@@ -297,14 +307,8 @@ async def session(reactor: IReactorCore, options: Options) -> None:
     shown = prompt(exitWord) if os.isatty(0) else b""
     client.console = Console(client, done, shown, exitWord)
     StandardIO(client.console, reactor=reactor)
-    try:
+    with _ending(name, modes):
         await done
-    except SessionLostError as error:
-        raise _fatal(EXIT_LOST, f"{name}: {error}") from None
-    except OutputClosedError:
-        endBySignal(signal.SIGPIPE, modes)
-    finally:
-        modes.restore()
 
 
 async def _udp(reactor: IReactorCore, options: Options, modes: StdioModes) -> None:
@@ -316,18 +320,30 @@ async def _udp(reactor: IReactorCore, options: Options, modes: StdioModes) -> No
     name = options["connect"] or f"{_name(host, port)} over UDP"
     exitWord = options["exit-word"]
     shown = prompt(exitWord) if os.isatty(0) else b""
+    with _ending(name, modes):
+        try:
+            await udpSession(
+                reactor,
+                host,
+                port,
+                shown,
+                exitWord,
+                options["timeout"],
+                options["retries"],
+            )
+        except ServerUnreachableError as error:
+            raise _fatal(EXIT_UNREACHABLE, f"cannot reach {name}: {error}") from None
+
+
+@contextmanager
+def _ending(name: str, modes: StdioModes) -> Iterator[None]:
+    """
+    How a session ends, stream or datagram: the connection lost mid-session
+    is exit status 3 with its reason, a closed standard output ends the
+    client as SIGPIPE ends a filter, and stdio is put back either way.
+    """
     try:
-        await udpSession(
-            reactor,
-            host,
-            port,
-            shown,
-            exitWord,
-            options["timeout"],
-            options["retries"],
-        )
-    except ServerUnreachableError as error:
-        raise _fatal(EXIT_UNREACHABLE, f"cannot reach {name}: {error}") from None
+        yield
     except SessionLostError as error:
         raise _fatal(EXIT_LOST, f"{name}: {error}") from None
     except OutputClosedError:

@@ -87,12 +87,7 @@ async def load(reactor: IReactorCore, options: LoadOptions) -> Figures:
         for protocol in udp:
             listenFor(reactor, address, port, protocol)
         return await _measure(reactor, options, run, udp)
-    try:
-        name, endpoint = options.endpoint(reactor)
-    except Exception as error:  # noqa: BLE001 - any parse error is a usage error
-        raise _fatal(
-            EXIT_USAGE, f"cannot use endpoint {options['connect']!r}: {error}"
-        ) from None
+    name, endpoint = options.usableEndpoint(reactor)
     factory = _LoadFactory(reactor, run)  # type: ignore[arg-type]
     attempts = [endpoint.connect(factory) for _ in range(options["connections"])]
     results = await DeferredList(attempts, consumeErrors=True)
