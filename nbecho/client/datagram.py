@@ -126,11 +126,9 @@ class DatagramConsole(StdioLines):
         timeout: float = 1.0,
         retries: int = 3,
     ) -> None:
+        super().__init__(done, prompt, exitWord)
         self.socket = socket
         self.clock = clock
-        self.done = done
-        self.prompt = prompt
-        self.exitWord = exitWord
         self.timeout = timeout
         self.retries = retries
         self.queue: deque[_InFlight] = deque()
@@ -138,10 +136,8 @@ class DatagramConsole(StdioLines):
         self.lines = 0
         self.answered = 0
         self.stale: dict[bytes, int] = {}
-        self.sending = True
         self.readPaused = False
         self.outputPaused = False
-        self.atLineStart = True
         self.ended = False
         self.error: Exception | None = None
 

@@ -79,13 +79,9 @@ class Console(StdioLines):
         prompt: bytes = b"",
         exitWord: bytes = b"exit",
     ) -> None:
+        super().__init__(done, prompt, exitWord)
         self.server = server
-        self.done = done
-        self.prompt = prompt
-        self.exitWord = exitWord
-        self.sending = True
         self.pending = 0
-        self.atLineStart = True
         self.error: str | None = None
         # TLS in Twisted cannot half-close: the client's close_notify ends
         # the session for the server.  So over TLS the client closes once

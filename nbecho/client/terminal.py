@@ -15,6 +15,7 @@ import os
 import signal
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.protocols.basic import LineReceiver
 
 from nbecho._typing import IStreamTransport
@@ -61,6 +62,17 @@ class StdioLines(LineReceiver):
     prompt = b""
     sending = True
     atLineStart = True
+
+    def __init__(self, done: Deferred[None], prompt: bytes, exitWord: bytes) -> None:
+        """
+        @param done: fires when the session is over (errbacks with why, if
+            it ended badly).
+        @param prompt: shown before each line; C{b""} off a terminal.
+        @param exitWord: the line that ends the session once echoed.
+        """
+        self.done = done
+        self.prompt = prompt
+        self.exitWord = exitWord
 
     def write(self, data: bytes) -> None:
         if data:
