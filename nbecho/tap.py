@@ -66,8 +66,9 @@ class Options(usage.Options):
 
     synopsis = "[options]"
     longdesc = (
-        "An event-driven TCP echo server: every message a client sends comes "
-        "back to it. Listens on --port on all interfaces, IPv4 and IPv6, unless "
+        "An event-driven echo server (TCP, UNIX sockets, TLS, UDP): every "
+        "message a client sends comes back to it. Listens on --port on all "
+        "interfaces, IPv4 and IPv6, unless "
         "--listen gives endpoint strings (with --listen, --port or --interface "
         "given as well adds that TCP listener). Listeners get a listen backlog of "
         "1024 to 4096 (the kernel's somaxconn) unless their endpoint string "

@@ -230,7 +230,7 @@ def test_editableInstall(tmp_path: Path) -> None:
     tap = project / "nbecho" / "tap.py"
     tap.write_text(tap.read_text().replace("An event-driven", "An edited"))
     edited = helpText()
-    assert "An edited TCP echo server" in edited.stdout
+    assert "An edited echo server" in edited.stdout
 
 
 def _readmeTestCommand(
