@@ -24,8 +24,7 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IUDPTransport,
 )
-from twisted.internet.protocol import DatagramProtocol, connectionDone
-from twisted.python.failure import Failure
+from twisted.internet.protocol import DatagramProtocol
 from zope.interface import implementer
 
 from nbecho.client.terminal import OutputClosedError, SessionLostError, StdioLines
@@ -306,13 +305,8 @@ class DatagramConsole(StdioLines):
         if not self.done.called:
             self.done.errback(OutputClosedError())
 
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self.done.called:
-            return
-        if self.error is None:
-            self.done.callback(None)
-        else:
-            self.done.errback(self.error)
+    def sessionError(self) -> Exception | None:
+        return self.error
 
     def pauseProducing(self) -> None:
         self.outputPaused = True

@@ -190,13 +190,8 @@ class Console(StdioLines):
             return "the server closed the connection mid-session"
         return None
 
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self.done.called:
-            return
-        if self.error is None:
-            self.done.callback(None)
-        else:
-            self.done.errback(SessionLostError(self.error))
+    def sessionError(self) -> Exception | None:
+        return None if self.error is None else SessionLostError(self.error)
 
 
 def overTLS(transport: object) -> bool:

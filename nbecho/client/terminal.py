@@ -16,7 +16,9 @@ import signal
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import connectionDone
 from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
 
 from nbecho._typing import IStreamTransport
 
@@ -98,6 +100,25 @@ class StdioLines(LineReceiver):
     def showPrompt(self) -> None:
         if self.sending and self.idle():
             self.write(self.prompt)
+
+    def sessionError(self) -> Exception | None:
+        """
+        Why the session failed, or L{None} if it ended well.
+        """
+        raise NotImplementedError
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """
+        Standard input and output are closed: the session is over, well or
+        not (L{sessionError}).
+        """
+        if self.done.called:
+            return
+        error = self.sessionError()
+        if error is None:
+            self.done.callback(None)
+        else:
+            self.done.errback(error)
 
 
 class StdioModes:
