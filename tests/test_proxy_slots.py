@@ -97,6 +97,27 @@ BAD_CLIENTS = [
 ]
 
 
+def _holdValidClients(port: int, count: int, after: str = "") -> list[socket.socket]:
+    """
+    Open C{count} valid PROXY clients at once; each must get its own line
+    back while all are held.  The caller closes them.
+    """
+    held = [_connect(port) for _ in range(count)]
+    try:
+        for number, sock in enumerate(held):
+            sock.sendall(HEADER + b"held %d\n" % (number,))
+        for number, sock in enumerate(held):
+            answer = sock.recv(100)
+            assert answer == b"held %d\n" % (number,), (
+                f"valid PROXY client {number} of {count}{after} got {answer!r}"
+            )
+    except BaseException:
+        for sock in held:
+            sock.close()
+        raise
+    return held
+
+
 def _proxiedEcho(port: int, line: bytes = b"hello\n") -> bytes:
     """
     What a valid PROXY client that sends C{line} and half-closes gets back.
@@ -150,16 +171,8 @@ def test_badProxyConnectionsGiveTheirSlotsBack(nbechoServer: ServerFactory) -> N
     )
     # Every one of the 50 slots serves again, at the same time...
     port = portOf(server.address("haproxy:"))
-    held = [_connect(port) for _ in range(50)]
+    held = _holdValidClients(port, 50, f" after {FLOOD} bad ones")
     try:
-        for number, sock in enumerate(held):
-            sock.sendall(HEADER + b"held %d\n" % (number,))
-        for number, sock in enumerate(held):
-            answer = sock.recv(100)
-            assert answer == b"held %d\n" % (number,), (
-                f"valid PROXY client {number} of 50 after {FLOOD} bad ones "
-                f"got {answer!r}"
-            )
         assert value(scrape(server), "nbecho_connections_open") == 50
         # ...and no more than 50: each bad connection gave its slot back once.
         with _connect(portOf(server.address("tcp:"))) as extra:
@@ -188,18 +201,8 @@ def test_badProxyConnectionsGivePerPeerSlotsBack(nbechoServer: ServerFactory) ->
         "the bad connections to be closed",
         details=lambda: f"{openFiles(server)} open, {baseline} before",
     )
-    held = [_connect(port) for _ in range(5)]
-    try:
-        for number, sock in enumerate(held):
-            sock.sendall(HEADER + b"held %d\n" % (number,))
-        for number, sock in enumerate(held):
-            answer = sock.recv(100)
-            assert answer == b"held %d\n" % (number,), (
-                f"valid PROXY client {number} of 5 got {answer!r}"
-            )
-    finally:
-        for sock in held:
-            sock.close()
+    for sock in _holdValidClients(port, 5):
+        sock.close()
 
 
 def test_waitingForHeaderCountsAsOpen(nbechoServer: ServerFactory) -> None:
