@@ -72,7 +72,8 @@ class EchoProtocol(Connection):
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self.peer = formatAddress(self.transport.getPeer())
+        address = self.transport.getPeer()
+        self.peer = formatAddress(address)
         self.started = time.monotonic()
         self.settings = self.factory.settings
         self.transport.registerProducer(self.transport, True)
@@ -88,7 +89,7 @@ class EchoProtocol(Connection):
             # half-close is: echo what is left before the session ends.
             watchCloseNotify(self.transport, self.readConnectionLost)
         self.logLimit = limiterFor(self.peer, self.factory)
-        self.logKey = logKey(self.transport.getPeer())
+        self.logKey = logKey(address)
         self.logged = self.factory.connectionLog.admit(self.logKey)
         if self.logged:
             log.info("Accept {peer}", peer=self.peer, nbecho_event="accept")
