@@ -15,7 +15,7 @@ import socket
 import pytest
 
 from tests._clients import assertEchoes
-from tests._servers import ServerFactory, waitFor
+from tests._servers import ALL_CONNECTION_LINES, ServerFactory, waitFor
 from tests.test_listen_dualstack import _requireIPv6
 
 #: Clients connecting to a UNIX socket at the same moment.
@@ -60,7 +60,9 @@ def test_workersShareTheDualStackDefault(nbechoServer: ServerFactory) -> None:
     by their IPv4 address.
     """
     _requireIPv6()
-    server = nbechoServer("--port", "0", "--workers", "2", listeners=0)
+    server = nbechoServer(
+        "--port", "0", "--workers", "2", *ALL_CONNECTION_LINES, listeners=0
+    )
     (ready,) = server.waitForLog(r"Ready\? nbecho listening on \[::\]:(\d+) .*IPv4")
     port = int(ready.group(1))
     server.waitForLog(r"worker 2\] Ready\? .*IPv4 and IPv6")

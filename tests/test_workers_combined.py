@@ -64,7 +64,8 @@ def _untilBothServe(
     """
     Open connections (held, so that a busy process leaves the next accept to
     the other) until both processes have accepted one, each checked with an
-    echo; the open sockets.
+    echo; the open sockets.  It reads every connection's Accept line: the
+    server must log them all (L{ALL_CONNECTION_LINES}).
     """
     held: list[socket.socket] = []
     for i in range(limit):
@@ -93,7 +94,12 @@ def test_workersMetricsCountEveryProcess(nbechoServer: ServerFactory) -> None:
     include the messages and connections every process served.
     """
     server = nbechoServer(
-        "--workers", "2", "--metrics", "tcp:0:interface=127.0.0.1", listeners=3
+        "--workers",
+        "2",
+        "--metrics",
+        "tcp:0:interface=127.0.0.1",
+        *ALL_CONNECTION_LINES,
+        listeners=3,
     )
     held = _untilBothServe(server.connect, server)
     connections = len(held)
@@ -125,7 +131,7 @@ def test_killedWorkerIsReplaced(nbechoServer: ServerFactory) -> None:
     A worker killed with SIGKILL is started again within 5 seconds and the
     new one serves clients; SIGTERM then stops every process.
     """
-    server = nbechoServer("--workers", "2", listeners=2)
+    server = nbechoServer("--workers", "2", *ALL_CONNECTION_LINES, listeners=2)
     first = _workerPid(server)
     os.kill(first, signal.SIGKILL)
     killed = time.monotonic()
@@ -186,17 +192,34 @@ def test_workersOnEachListenerKind(
     """
     if kind == "tcp":
         server = nbechoServer(
-            "--workers", "2", "--listen", "tcp:0:interface=127.0.0.1", listeners=2
+            "--workers",
+            "2",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            *ALL_CONNECTION_LINES,
+            listeners=2,
         )
         connect: object = server.connect
     elif kind == "tcp6":
         server = nbechoServer(
-            "--workers", "2", "--listen", r"tcp6:0:interface=\:\:1", listeners=2
+            "--workers",
+            "2",
+            "--listen",
+            r"tcp6:0:interface=\:\:1",
+            *ALL_CONNECTION_LINES,
+            listeners=2,
         )
         connect = lambda: _tcp6(server)  # noqa: E731
     else:
         path = tmp_path / "echo.sock"
-        server = nbechoServer("--workers", "2", "--listen", f"unix:{path}", listeners=2)
+        server = nbechoServer(
+            "--workers",
+            "2",
+            "--listen",
+            f"unix:{path}",
+            *ALL_CONNECTION_LINES,
+            listeners=2,
+        )
         connect = _unix(path)
     _closeAll(_untilBothServe(connect, server))
     assert server.stop() == 0
@@ -208,7 +231,9 @@ def test_workersWithJSONLog(nbechoServer: ServerFactory) -> None:
     process's own, marked with the worker's number, and their text fields
     are formatted the same way (durations to the millisecond).
     """
-    server = nbechoServer("--workers", "2", "--log-format", "json", listeners=2)
+    server = nbechoServer(
+        "--workers", "2", "--log-format", "json", *ALL_CONNECTION_LINES, listeners=2
+    )
     accept = '"nbecho_event": "accept"'
     _closeAll(_untilBothServe(server.connect, server, accept=accept))
     server.stop()
