@@ -90,6 +90,11 @@ def _directSocket(transport: object) -> Any:
     return sock
 
 
+#: Buffers one C{sendmsg} takes at most: well under Linux's C{IOV_MAX}
+#: (1024), beyond which the call fails instead of sending.
+_IOV_BATCH = 512
+
+
 def fastWriter(transport: Any) -> Callable[[bytes | memoryview], None]:
     """
     Return a function that writes to C{transport} like C{transport.write},
@@ -101,29 +106,69 @@ def fastWriter(transport: Any) -> Callable[[bytes | memoryview], None]:
     as the PROXY protocol's;
     whenever the fast path cannot send, the bytes go to the public C{write}.
     """
-    write = transport.write
+    writers = _writers(transport)
+    return transport.write if writers is None else writers[0]
+
+
+def fastSequenceWriter(
+    transport: Any,
+) -> Callable[[list[bytes | bytearray | memoryview]], None] | None:
+    """
+    Return a function that writes a list of buffers to C{transport} as
+    their concatenation, handing them to the kernel in one C{sendmsg}
+    (gathered, not joined) when Twisted has nothing buffered; or L{None}
+    where L{fastWriter} would return the public C{write} (the caller then
+    joins the buffers itself).
+
+    A line that arrived in several reads goes back this way without being
+    copied into one string first: on PyPy every such copy of a large line
+    is a large allocation, and those, not the copying, drive its garbage
+    collector (see the PyPy section of docs/performance.rst).
+    """
+    writers = _writers(transport)
+    return None if writers is None else writers[1]
+
+
+def _writers(
+    transport: Any,
+) -> (
+    tuple[
+        Callable[[bytes | memoryview], None],
+        Callable[[list[bytes | bytearray | memoryview]], None],
+    ]
+    | None
+):
+    """
+    The fast single-buffer and gathering writers for C{transport}, or
+    L{None} when it must be written through its public C{write}.
+    """
     if twistedWritesAtOnce():
-        return write
+        return None
     sock = _directSocket(transport)
     if sock is None:
-        return write
+        return None
+    write = transport.write
     send = sock.send
+    sendmsg = getattr(sock, "sendmsg", None)
     # Without TLS support in this Twisted, startTLS can never turn it on.
     tlsPossible = hasattr(transport, "TLS")
 
-    def writeNow(data: bytes | memoryview) -> None:
-        if (
+    def blocked() -> bool:
+        # Something is queued (keep the order), the connection is closing
+        # or half-closed (Twisted decides what to do), or it is gone:
+        # Twisted's public write handles all of those.
+        return bool(
             transport._tempDataLen
             or transport.dataBuffer
             or transport.disconnecting
             or transport._writeDisconnecting
             or (tlsPossible and transport.TLS)
             or not transport.connected
-        ):
-            # Something is queued (keep the order), the connection is
-            # closing or half-closed (Twisted decides what to do), or it is
-            # gone: Twisted's public write handles all of those.  It takes
-            # bytes only, and the caller may hand a view.
+        )
+
+    def writeNow(data: bytes | memoryview) -> None:
+        if blocked():
+            # Twisted's write takes bytes only, and the caller may hand a view.
             write(bytes(data))
             return
         try:
@@ -135,4 +180,30 @@ def fastWriter(transport: Any) -> Callable[[bytes | memoryview], None]:
         if sent < len(data):
             write(bytes(data[sent:]))
 
-    return writeNow
+    def writeAllNow(buffers: list[bytes | bytearray | memoryview]) -> None:
+        first = 0
+        if sendmsg is not None and not blocked():
+            while first < len(buffers):
+                batch = buffers[first : first + _IOV_BATCH]
+                try:
+                    sent = sendmsg(batch)
+                except OSError:
+                    # As in writeNow: Twisted's write queues or reports it.
+                    break
+                for buffer in batch:
+                    if sent < len(buffer):
+                        break
+                    sent -= len(buffer)
+                    first += 1
+                else:
+                    continue
+                # The kernel took part of the batch: queue the rest.
+                if sent:
+                    rest = memoryview(buffers[first])[sent:]
+                    buffers = [rest, *buffers[first + 1 :]]
+                    first = 0
+                break
+        if first < len(buffers):
+            write(b"".join(buffers[first:]))
+
+    return writeNow, writeAllNow

@@ -47,60 +47,134 @@ class LineEchoProtocol(EchoProtocol):
         a Python loop); long lines are walked without copying them.
     """
 
-    _partial: bytes | bytearray | None = None
+    _pieces: list[bytes | bytearray | memoryview] | None = None
+    _held = 0
+    _head: list[bytes | bytearray | memoryview] | None = None
     splitAbove = 1
     shortLine = 256
+    pieceSize = 4096
+    bulkReadSize = 262144
+    _readSize = 0
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        # Twisted's TCP and UNIX transports read bufferSize bytes at most.
+        self._readSize = getattr(self.transport, "bufferSize", 0)
 
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
             return
         self.lastInput = self.seconds()
         self.bytesIn += len(data)
+        if len(data) == self._readSize:
+            self._readMore()
         end = data.rfind(b"\n") + 1
-        partial = self._partial
-        if partial is not None:
+        if self._pieces is not None:
             if not end:
                 self._hold(data)
                 return
-            self._partial = None
-            # The line's copy: partial and the read's lines, concatenated.
-            # Not joined: on PyPy a find in the result of a join (or in a
-            # bytearray) costs five times (fifty times) a find in bytes.
-            if not isinstance(partial, bytes):
-                partial = bytes(partial)
-            complete = partial + (data if end == len(data) else data[:end])
-            if not self._echoLines(complete, len(complete)):
+            if not self._echoSpanned(data, end):
                 return
         elif end and not self._echoLines(data, end):
             return
         if end < len(data):
-            self._hold(data[end:] if end else data)
+            # A view: the line's first piece is not copied out of the read.
+            self._hold(memoryview(data)[end:] if end else data)
 
-    def _hold(self, data: bytes) -> None:
+    def _readMore(self) -> None:
+        """
+        A read filled the transport's buffer (Twisted's C{bufferSize}, 64
+        KiB): the client sends in bulk, so read up to C{bulkReadSize} (256
+        KiB, what asyncio and uvloop read) from now on.
+
+        Fewer, larger reads cost fewer system calls and less per byte on
+        any interpreter; on PyPy a read over 64 KiB is also allocated
+        outside the nursery, instead of being copied out of it whenever a
+        partial line holds on to it.  The memory bound this changes is in
+        docs/limits.rst.
+        """
+        self._readSize = 0
+        if self.bulkReadSize > getattr(self.transport, "bufferSize", self.bulkReadSize):
+            self.transport.bufferSize = self.bulkReadSize  # type: ignore[attr-defined]
+
+    def _hold(self, data: bytes | memoryview) -> None:
         """
         Keep C{data} as (more of) the partial line, unless that makes the
         line too long.
         """
         if not data:
             return
-        partial = self._partial
-        length = len(data) if partial is None else len(partial) + len(data)
+        length = self._held + len(data)
         # A trailing CR may be the start of a CRLF: it does not count.
         if length - (data[-1] == 0x0D) > self.settings.maxLineLength:
             self._lineTooLong(length)
             return
-        if partial is None:
-            self._partial = data
-        elif isinstance(partial, bytearray):
-            partial += data
+        pieces = self._pieces
+        if pieces is None:
+            self._pieces = [data]
+        elif len(data) >= self.pieceSize:
+            pieces.append(data)
         else:
-            grown = self._partial = bytearray(partial)
-            grown += data
+            last = pieces[-1]
+            if isinstance(last, bytearray):
+                last += data
+            else:
+                pieces.append(bytearray(data))
+        self._held = length
 
-    def _echoLines(self, data: bytes, end: int) -> bool:
+    def _echoSpanned(self, data: bytes, end: int) -> bool:
         """
-        Echo the complete lines C{data[:end]}; return C{False} when one of
-        them ended the connection.
+        Echo the held partial line, which C{data}'s first LF completes, and
+        the complete lines after it up to C{end}; return C{False} when one
+        of them ended the connection.
+
+        The held pieces are not joined to echo them (L{echoPieces}), nor to
+        check the line: its length is their sum, and only a line as long
+        as the exit word is compared with it (joined, it is that short).
+        """
+        pieces = self._pieces
+        assert pieces is not None
+        held = self._held
+        self._pieces = None
+        self._held = 0
+        settings = self.settings
+        exitWord = settings.exitWord
+        stop = data.find(b"\n")
+        length = held + stop
+        if (data[stop - 1] if stop else pieces[-1][-1]) == 0x0D:
+            length -= 1
+        if length > settings.maxLineLength:
+            self._lineTooLong(length)
+            return False
+        bodies: list[bytes | memoryview] = []
+        if not settings.quiet or (exitWord and length == len(exitWord)):
+            body = b"".join([*pieces, data[:stop]])[:length]
+            if exitWord and body == exitWord:
+                if settings.quiet:
+                    self.counted(1)
+                else:
+                    self.messagesRead([body])
+                self.echoPieces(pieces, data, stop + 1)
+                self.close("exit word")
+                return False
+            bodies.append(body)
+        self._head = pieces
+        return self._echoLines(data, end, stop + 1, bodies, held)
+
+    def _echoLines(
+        self,
+        data: bytes,
+        end: int,
+        start: int = 0,
+        bodies: list[bytes | memoryview] | None = None,
+        before: int = 0,
+    ) -> bool:
+        """
+        Echo the complete lines C{data[start:end]}; return C{False} when one
+        of them ended the connection.  C{bodies} are lines that came before
+        C{start} (a line completed by this read: it counts as walked, and
+        C{before} is its length in earlier reads), and L{_head} what to echo
+        before C{data}.
 
         Lines are walked from LF to LF (one C{find} each, no copy); after
         C{splitAbove} short lines the rest of the chunk is split at C speed
@@ -112,11 +186,11 @@ class LineEchoProtocol(EchoProtocol):
         exitLength = len(exitWord) if exitWord else -1
         limit = settings.maxLineLength
         quiet = settings.quiet
-        bodies: list[bytes | memoryview] = []
-        walked = 0
-        start = 0
+        walked = 0 if start == 0 else 1
+        if bodies is None:
+            bodies = []
         while start < end:
-            if walked == self.splitAbove and start < walked * self.shortLine:
+            if walked == self.splitAbove and start + before < walked * self.shortLine:
                 return self._echoSplit(data, start, end, bodies, walked)
             # data[end - 1] is an LF, so no bound is needed; and on PyPy a
             # find with bounds (or index) costs five times a plain find.
@@ -145,8 +219,20 @@ class LineEchoProtocol(EchoProtocol):
             self.counted(walked)
         else:
             self.messagesRead(bodies)
-        self.echoPrefix(data, end)
+        self._echoOut(data, end)
         return True
+
+    def _echoOut(self, data: bytes, end: int) -> None:
+        """
+        Echo C{data[:end]}, after the pieces of the line it completed, if
+        any (L{_head}).
+        """
+        head = self._head
+        if head is None:
+            self.echoPrefix(data, end)
+        else:
+            self._head = None
+            self.echoPieces(head, data, end)
 
     def _echoBefore(
         self, data: bytes, end: int, bodies: list[bytes | memoryview]
@@ -161,7 +247,7 @@ class LineEchoProtocol(EchoProtocol):
             self.counted(data.count(b"\n", 0, end))
         else:
             self.messagesRead(bodies)
-        self.echoPrefix(data, end)
+        self._echoOut(data, end)
 
     def _echoSplit(
         self,
@@ -195,7 +281,7 @@ class LineEchoProtocol(EchoProtocol):
             self.messagesRead(bodies + lines)  # type: ignore[operator]
         else:
             self.messagesRead(bodies + [withoutTerminator(line) for line in lines])
-        self.echoPrefix(data, end)
+        self._echoOut(data, end)
         return True
 
     def _echoLinesSlowly(
@@ -229,7 +315,7 @@ class LineEchoProtocol(EchoProtocol):
             self.counted(walked + len(lines))
         else:
             self.messagesRead(bodies)
-        self.echoPrefix(data, end)
+        self._echoOut(data, end)
         return True
 
     def _lineTooLong(self, length: int) -> None:
@@ -242,7 +328,9 @@ class LineEchoProtocol(EchoProtocol):
                 limit=limit,
                 nbecho_event="line_too_long",
             )
-        self._partial = None
+        self._pieces = None
+        self._held = 0
+        self._head = None
         # Counted as sent: the close line says what the client received.
         self.echo(
             b"error: line too long (limit %d bytes; raise it with "
@@ -256,9 +344,9 @@ class LineEchoProtocol(EchoProtocol):
         stops) is its last message: echo it before closing, so nothing the
         client sent is lost.
         """
-        if self._partial is not None and not self.closing:
-            rest = bytes(self._partial)
-            self._partial = None
+        if self._pieces is not None and not self.closing:
+            rest = b"".join(self._pieces)
+            self._pieces = None
             self.messagesRead([withoutTerminator(rest)])
             self.echo(rest)
         super().finish(why)

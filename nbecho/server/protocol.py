@@ -12,7 +12,7 @@ the lingering close come from L{nbecho.server.connection.Connection}.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from twisted.internet.error import ConnectionDone
@@ -28,7 +28,7 @@ from nbecho.logs.batch import info, logMessages
 from nbecho.logs.escape import Message, escapeMessage
 from nbecho.logs.ratelimit import LogLimiter, limiterFor
 from nbecho.server._address import formatAddress, logKey
-from nbecho.server._fastwrite import fastWriter
+from nbecho.server._fastwrite import fastSequenceWriter, fastWriter
 from nbecho.server.connection import Connection
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ class EchoProtocol(Connection):
     started = 0.0
     logLimit: LogLimiter | None = None
     _writesViews = False
+    _writeAll: Callable[[list[bytes | bytearray | memoryview]], None] | None = None
     #: Whether this connection's lines are logged (L{nbecho.logs.connlimit}).
     logged = True
     logKey = ""
@@ -80,6 +81,7 @@ class EchoProtocol(Connection):
         _noDelay(self.transport)
         self._write = fastWriter(self.transport)
         self._writesViews = self._write != self.transport.write
+        self._writeAll = fastSequenceWriter(self.transport)
         tlsWrite = tlsWriter(self.transport)
         if tlsWrite is not None:
             # Only ever given bytes: _writesViews is false over TLS.
@@ -170,6 +172,28 @@ class EchoProtocol(Connection):
             self._write(memoryview(data)[:end])
         else:
             self.echo(data[:end])
+
+    def echoPieces(
+        self, pieces: list[bytes | bytearray | memoryview], data: bytes, end: int
+    ) -> None:
+        """
+        Send C{pieces} (a line that arrived in several reads, held until its
+        LF came), then C{data[:end]}, back to the client, as one write.
+
+        Where the fast writer sends, the pieces go to the kernel as they are
+        (one C{sendmsg}), not joined into one string first: a line of
+        100 KiB is then not copied again on its way out, and on PyPy every
+        such copy is a large allocation, which its garbage collector pays
+        for (docs/performance.rst, section PyPy).  C{pieces} is consumed.
+        """
+        writeAll = self._writeAll
+        if writeAll is None:
+            pieces.append(data[:end])
+            self.echo(b"".join(pieces))
+            return
+        pieces.append(data if end == len(data) else memoryview(data)[:end])
+        self.bytesOut += sum(map(len, pieces))
+        writeAll(pieces)
 
     def close(self, why: str) -> None:
         """

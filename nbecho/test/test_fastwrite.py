@@ -5,11 +5,13 @@ and the fallback to the public C{write} everywhere else.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from twisted.internet import reactor as _reactor
 from twisted.internet.interfaces import IReactorFDSet
 from twisted.internet.protocol import (
+    ClientFactory,
     Protocol,
     ServerFactory,
 )
@@ -18,7 +20,9 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.trial.unittest import TestCase
 
 from nbecho.server import _fastwrite
-from nbecho.server._fastwrite import fastWriter
+from nbecho.server._fastwrite import fastSequenceWriter, fastWriter
+from nbecho.server.factory import EchoFactory
+from nbecho.settings import EchoSettings
 from nbecho.test._helpers import Collector, loopbackPair
 
 reactor: Any = _reactor
@@ -158,6 +162,120 @@ class FastWriterTCPTests(TestCase):
         transport.TLS = True
         write(b"secret\n")
         self.assertEqual(calls, [b"secret\n"])
+
+
+class SequenceWriterTests(TestCase):
+    """
+    The gathering writer sends a list of buffers as their concatenation,
+    with every guarantee of the single-buffer one.
+    """
+
+    def setUp(self) -> None:
+        self.patch(_fastwrite, "twistedWritesAtOnce", lambda: False)
+
+    async def test_gathersAtOnce(self) -> None:
+        """
+        Bytes, bytearrays and views leave in order before the write
+        returns, nothing queued in Twisted.
+        """
+        transport, client = await loopbackPair(self, reactor)
+        writeAll = fastSequenceWriter(transport)
+        assert writeAll is not None
+        writeAll([b"one ", bytearray(b"two "), memoryview(b"three\nxx")[:6]])
+        self.assertEqual(transport._tempDataLen, 0)
+        self.assertFalse(transport.dataBuffer)
+        await client.waitFor(14)
+        self.assertEqual(bytes(client.received), b"one two three\n")
+
+    async def test_orderWhenBackedUp(self) -> None:
+        """
+        When the client does not read, what the kernel did not take (part
+        of a buffer, whole buffers, more than one C{sendmsg} takes) is
+        queued in Twisted, later writes behind it, and everything arrives
+        in order once the client reads.
+        """
+        transport, client = await loopbackPair(self, reactor)
+        client.transport.pauseProducing()  # type: ignore[union-attr]
+        writeAll = fastSequenceWriter(transport)
+        write = fastWriter(transport)
+        assert writeAll is not None
+        sent = []
+        for i in range(24):
+            pieces: list[bytes | bytearray | memoryview] = [
+                bytes([65 + (i + j) % 26]) * 4099 for j in range(100)
+            ]
+            sent.append(b"".join(pieces))
+            writeAll(pieces)
+        many = [bytes([48 + j % 10]) for j in range(1500)]
+        writeAll(list(many))
+        write(b"end\n")
+        self.assertTrue(transport._tempDataLen or transport.dataBuffer)
+        client.transport.resumeProducing()  # type: ignore[union-attr]
+        expected = b"".join(sent) + b"".join(many) + b"end\n"
+        await client.waitFor(len(expected))
+        self.assertEqual(bytes(client.received), expected)
+
+    async def test_overOneBatch(self) -> None:
+        """
+        More buffers than one C{sendmsg} takes go out in several, in order.
+        """
+        transport, client = await loopbackPair(self, reactor)
+        writeAll = fastSequenceWriter(transport)
+        assert writeAll is not None
+        many = [b"%d," % (j,) for j in range(2000)]
+        writeAll(list(many))
+        self.assertEqual(transport._tempDataLen, 0)
+        await client.waitFor(len(b"".join(many)))
+        self.assertEqual(bytes(client.received), b"".join(many))
+
+    def test_unknownTransport(self) -> None:
+        """
+        A transport the fast path does not know gets no gathering writer:
+        its caller joins the buffers for the public C{write}.
+        """
+        self.assertIsNone(fastSequenceWriter(StringTransport()))
+
+
+class LineEchoTCPTests(TestCase):
+    """
+    Line framing over a real TCP connection, where held lines go back
+    through the gathering writer: every byte comes back, in order, at every
+    message size benchmark clients use.
+    """
+
+    def setUp(self) -> None:
+        self.patch(_fastwrite, "twistedWritesAtOnce", lambda: False)
+
+    async def test_everyByteAtEverySize(self) -> None:
+        """
+        Five lines of 64 B, 1, 10, 100 and 128 KiB a request, several
+        requests at once (many reads per line, several lines per read),
+        quiet and logging: the echo is what was sent.
+        """
+        for quiet in (True, False):
+            factory = EchoFactory(EchoSettings(quiet=quiet, logRate=0))
+            port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+            self.addCleanup(port.stopListening)
+            client = Collector()
+            connector = reactor.connectTCP(
+                "127.0.0.1",
+                port.getHost().port,
+                ClientFactory.forProtocol(partial(_same, client)),
+            )
+            self.addCleanup(connector.disconnect)
+            await client.made
+            sent = b""
+            for size in (64, 1024, 10240, 102400, 131073):
+                for n in range(5):
+                    sent += b"%d:" % (n,) + b"x" * (size - 4 - len(str(n))) + b"\r\n"
+            for _ in range(3):
+                client.transport.write(sent)  # type: ignore[union-attr]
+            await client.waitFor(3 * len(sent))
+            self.assertEqual(bytes(client.received), sent * 3, quiet)
+
+
+def _same(client: Collector) -> Collector:
+    return client
 
 
 class TwistedWritesAtOnceTests(TestCase):

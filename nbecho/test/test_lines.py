@@ -9,13 +9,23 @@ import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from nbecho.server.factory import EchoFactory
 from nbecho.server.lines import LineEchoProtocol
 from nbecho.settings import EchoSettings
-from nbecho.test._helpers import captureLogs, connect, disconnect, logLines
+from nbecho.test._helpers import (
+    PEER,
+    RecordingTransport,
+    attach,
+    captureLogs,
+    connect,
+    disconnect,
+    logLines,
+)
 
 
 class LineFramingTests(SynchronousTestCase):
@@ -257,26 +267,80 @@ class LongLineTests(SynchronousTestCase):
     in place, its length is counted as it grows, and it is copied out once.
     """
 
-    def test_partialGrowsInPlace(self) -> None:
+    def test_partialHeldAsPieces(self) -> None:
         """
-        Reads without an LF extend the same buffer rather than copying the
-        partial line anew (the first read is kept as it came, uncopied),
-        and the line comes back whole in one write.
+        Reads without an LF are held as they came when they are large
+        (C{pieceSize} and over), never copied or joined; small ones are
+        gathered in one C{bytearray} that grows in place.  The line then
+        comes back whole, in order, in one write.
         """
         proto, transport = connect(EchoSettings(maxLineLength=1 << 20))
         assert isinstance(proto, LineEchoProtocol)
-        first = b"x" * 1000
+        first = b"x" * 5000
         proto.dataReceived(first)
-        self.assertIs(proto._partial, first)
-        proto.dataReceived(b"y" * 1000)
-        partial = proto._partial
-        for _ in range(998):
-            proto.dataReceived(b"y" * 1000)
-        self.assertIs(proto._partial, partial)
+        pieces = proto._pieces
+        assert pieces is not None
+        self.assertIs(pieces[0], first)
+        large = [bytes([65 + i]) * 4096 for i in range(3)]
+        for piece in large:
+            proto.dataReceived(piece)
+        self.assertEqual(len(pieces), 4)
+        for held, piece in zip(pieces[1:], large):
+            self.assertIs(held, piece)
+        for _ in range(1000):
+            proto.dataReceived(b"y" * 10)
+        self.assertEqual(len(pieces), 5)
+        self.assertIsInstance(pieces[-1], bytearray)
         self.assertEqual(transport.writes, [])
         proto.dataReceived(b"z\r\nnext")
-        self.assertEqual(transport.writes, [b"x" * 1000 + b"y" * 999_000 + b"z\r\n"])
+        self.assertEqual(
+            transport.writes, [first + b"".join(large) + b"y" * 10_000 + b"z\r\n"]
+        )
+        assert proto._pieces is not None
+        self.assertEqual([bytes(piece) for piece in proto._pieces], [b"next"])
         self.assertEqual(proto.messages, 1)
+
+    def test_spannedLineEndsConnection(self) -> None:
+        """
+        A line held in pieces that turns out too long is refused when its
+        LF comes, and nothing of it is echoed; one that is the exit word,
+        CR included, ends the connection after its echo.
+        """
+        proto, transport = connect(EchoSettings(maxLineLength=10))
+        assert isinstance(proto, LineEchoProtocol)
+        proto.pieceSize = 1
+        for piece in (b"ok\n12345", b"67890", b"\r", b"1\n"):
+            proto.dataReceived(piece)
+        self.assertEqual(transport.value(), b"ok\n" + self.error)
+        proto, transport = connect()
+        assert isinstance(proto, LineEchoProtocol)
+        proto.pieceSize = 1
+        for piece in (b"a\nex", b"i", b"t\r", b"\nmore\n"):
+            proto.dataReceived(piece)
+        self.assertEqual(transport.value(), b"a\nexit\r\n")
+        self.assertEqual(proto.closeWhy, "exit word")
+
+    error = b"error: line too long (limit 10 bytes; raise it with --max-line-length)\n"
+
+    def test_bulkReadsRaiseReadSize(self) -> None:
+        """
+        A read that fills the transport's read buffer (Twisted's
+        C{bufferSize}) raises it to C{bulkReadSize}, once; smaller reads
+        leave it as it is, and so does a transport without one.
+        """
+        transport = RecordingTransport(PEER)
+        transport.bufferSize = 8  # type: ignore[attr-defined]
+        proto, _ = attach(EchoFactory(EchoSettings(), Clock()), PEER, transport)
+        assert isinstance(proto, LineEchoProtocol)
+        proto.dataReceived(b"1234567")
+        self.assertEqual(transport.bufferSize, 8)  # type: ignore[attr-defined]
+        proto.dataReceived(b"12345678")
+        self.assertEqual(transport.bufferSize, LineEchoProtocol.bulkReadSize)  # type: ignore[attr-defined]
+        proto.dataReceived(b"\n")
+        self.assertEqual(transport.value(), b"123456712345678\n")
+        other, plain = connect()
+        other.dataReceived(b"x" * 65536 + b"\n")
+        self.assertFalse(hasattr(plain, "bufferSize"))
 
     def test_lengthCountedAcrossReads(self) -> None:
         """
@@ -358,6 +422,9 @@ class AnySplitTests(SynchronousTestCase):
         one = _run(self, echoSettings, [data] if data else [], halfClose)
         many = _run(self, echoSettings, chunks, halfClose)
         self.assertEqual(many, one)
+        # Every read held as a piece of its own, as large reads are.
+        pieces = _run(self, echoSettings, chunks, halfClose, pieceSize=1)
+        self.assertEqual(pieces, one)
 
 
 def _run(
@@ -365,6 +432,7 @@ def _run(
     echoSettings: EchoSettings,
     chunks: list[bytes],
     halfClose: bool,
+    pieceSize: int = LineEchoProtocol.pieceSize,
 ) -> tuple[bytes, int, str, list[str]]:
     """
     Feed C{chunks} to a new connection, end it, and return what came back,
@@ -374,6 +442,7 @@ def _run(
     globalLogPublisher.addObserver(events)
     try:
         proto, transport = connect(echoSettings)
+        proto.pieceSize = pieceSize  # type: ignore[attr-defined]
         for chunk in chunks:
             proto.dataReceived(chunk)
         if halfClose:
