@@ -185,7 +185,6 @@ def faultyProtocol(base: type[EchoProtocol], faults: Faults) -> type[EchoProtoco
 
         def connectionMade(self) -> None:
             super().connectionMade()
-            self._writeAll = None  # every echo goes through echo(), to be delayed
             self._queue = deque()
             self._counted = {}
             self._hits = faults.hits()

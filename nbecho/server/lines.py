@@ -12,6 +12,7 @@ from __future__ import annotations
 from twisted.logger import Logger
 
 from nbecho.logs.escape import LOG_LIMIT
+from nbecho.server._scan import LONG, findLF, rfindLF
 from nbecho.server.protocol import EchoProtocol, withoutTerminator
 
 log = Logger(namespace="nbecho")
@@ -68,7 +69,10 @@ class LineEchoProtocol(EchoProtocol):
         self.bytesIn += len(data)
         if len(data) == self._readSize:
             self._readMore()
-        end = data.rfind(b"\n") + 1
+        if rfindLF is not None and len(data) > LONG:
+            end = rfindLF(data) + 1
+        else:
+            end = data.rfind(b"\n") + 1
         if self._pieces is not None:
             if not end:
                 self._hold(data)
@@ -139,7 +143,10 @@ class LineEchoProtocol(EchoProtocol):
         self._held = 0
         settings = self.settings
         exitWord = settings.exitWord
-        stop = data.find(b"\n")
+        if findLF is not None and end > LONG:
+            stop = findLF(data, 0)
+        else:
+            stop = data.find(b"\n")
         length = held + stop
         if (data[stop - 1] if stop else pieces[-1][-1]) == 0x0D:
             length -= 1
@@ -194,7 +201,10 @@ class LineEchoProtocol(EchoProtocol):
                 return self._echoSplit(data, start, end, bodies, walked)
             # data[end - 1] is an LF, so no bound is needed; and on PyPy a
             # find with bounds (or index) costs five times a plain find.
-            stop = data.find(b"\n", start) if start else data.find(b"\n")
+            if findLF is not None and end - start > LONG:
+                stop = findLF(data, start)
+            else:
+                stop = data.find(b"\n", start) if start else data.find(b"\n")
             length = stop - start
             if length and data[stop - 1] == 0x0D:
                 length -= 1
