@@ -73,7 +73,7 @@ class LineEchoProtocol(EchoProtocol):
         self.bytesIn += len(data)
         if len(data) == self._readSize:
             self._readMore()
-        if rfindLF is not None and len(data) > LONG:
+        if len(data) > LONG and rfindLF is not None:
             end = rfindLF(data) + 1
         else:
             end = data.rfind(b"\n") + 1
@@ -200,13 +200,16 @@ class LineEchoProtocol(EchoProtocol):
         walked = 0 if start == 0 else 1
         if bodies is None:
             bodies = []
+        splitAbove = self.splitAbove
+        shortLine = self.shortLine
+        scan = findLF
         while start < end:
-            if walked == self.splitAbove and start + before < walked * self.shortLine:
+            if walked == splitAbove and start + before < walked * shortLine:
                 return self._echoSplit(data, start, end, bodies, walked)
             # data[end - 1] is an LF, so no bound is needed; and on PyPy a
             # find with bounds (or index) costs five times a plain find.
-            if findLF is not None and end - start > LONG:
-                stop = findLF(data, start)
+            if scan is not None and end - start > LONG:
+                stop = scan(data, start)
             else:
                 stop = data.find(b"\n", start) if start else data.find(b"\n")
             length = stop - start
@@ -233,7 +236,10 @@ class LineEchoProtocol(EchoProtocol):
             self.counted(walked)
         else:
             self.messagesRead(bodies)
-        self._echoOut(data, end)
+        if self._head is None:
+            self.echoPrefix(data, end)
+        else:
+            self._echoOut(data, end)
         return True
 
     def _echoOut(self, data: bytes, end: int) -> None:
