@@ -30,20 +30,26 @@ class LineEchoProtocol(EchoProtocol):
     exactly as long as the exit word (and its terminator) is compared with
     it, and no chunk is ever searched for the word, so an exit word inside
     a longer line is data.  Complete lines of one read go back as a view
-    of that read, uncopied; a long line is logged from a view too.  A line
-    that spans reads is copied twice (its first piece kept, its last piece
-    sliced off the read, the two concatenated once its LF comes), three
-    times for what came between.
+    of that read, uncopied; a long line is logged from a view too.
 
-    The first piece of a partial line is kept as it was read; a second
-    piece turns it into a C{bytearray} that each read extends in place
-    (amortised: CPython over-allocates it), so a read costs what its own
-    bytes cost however much of the line is already buffered.  A list of
-    the reads, joined at the end, would cost as little CPU but some 40
-    bytes of memory per read: a client trickling a byte a read would make
-    the server hold 40 times the line.
+    A line that spans reads is not copied either: reads of C{pieceSize}
+    (4 KiB) and more are held as they came (the first as a view of its
+    read), and when the LF comes they go back with the read in one
+    C{sendmsg} (L{echoPieces}); the line's length is the sum of theirs.
+    Smaller reads are gathered in one C{bytearray} that grows in place, so
+    a read costs what its own bytes cost however much of the line is held,
+    and a client trickling a byte a read does not make the server hold
+    some 40 bytes of list and object per byte.  On PyPy every large copy
+    is a large allocation, which its garbage collector pays for several
+    times over (docs/performance.rst, section PyPy).
 
-    @ivar _partial: the partial line, if any.
+    @ivar _pieces: the partial line's pieces, if any.
+    @ivar _held: the partial line's length.
+    @ivar _head: the pieces of the line the read being echoed completes.
+    @cvar pieceSize: reads this long and longer are held as pieces of their
+        own.
+    @cvar bulkReadSize: the read size of a client that sends in bulk
+        (L{_readMore}).
     @cvar splitAbove: once this many lines of a chunk, of fewer than
         C{shortLine} bytes on average, have been walked from LF to LF, the
         rest is split at C speed (for short lines one copy is cheaper than
@@ -367,6 +373,7 @@ class LineEchoProtocol(EchoProtocol):
         if self._pieces is not None and not self.closing:
             rest = b"".join(self._pieces)
             self._pieces = None
+            self._held = 0
             self.messagesRead([withoutTerminator(rest)])
             self.echo(rest)
         super().finish(why)
