@@ -160,7 +160,10 @@ def test_layers(tmp_path: Path) -> None:
     result = subprocess.run(
         [
             *(sys.executable, "-m", "nbecho.bench.layers"),
-            *("--servers", "nbecho-line-quiet", "--duration", "0.5"),
+            # Two seconds: the profiling timer follows the scheduler's tick,
+            # which a mostly idle server meets only a few times a second on
+            # some virtual machines; half a second sometimes gave no sample.
+            *("--servers", "nbecho-line-quiet", "--duration", "2"),
             *("--json", "layers.json", "--where", "3"),
         ],
         capture_output=True,

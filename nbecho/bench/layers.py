@@ -178,7 +178,7 @@ def profile(server: RunningServer, load: Load, out: Path) -> dict[str, dict[str,
     written = json.loads(out.read_text())
     samples: dict[str, int] = written["layers"]
     total = row["serverCpuUsPerMessage"]
-    count = sum(samples.values()) or 1
+    count = sum(samples.values())
     layers: dict[str, dict[str, Any]] = {
         name: {"share": n / count, "usPerMessage": total * n / count, "where": {}}
         for name, n in sorted(samples.items(), key=lambda item: -item[1])
