@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -152,13 +153,18 @@ def test_smokePythonLoader(tmp_path: Path) -> None:
 def test_layers(tmp_path: Path) -> None:
     """
     The profile by layer samples nbecho under load in both modes and splits
-    its CPU per message between Twisted's and nbecho's layers.
+    its CPU per message between Twisted's and nbecho's layers; with
+    C{--where}, each layer's samples are also counted by the instruction
+    they were taken at (a Python file, function, line and opcode).
     """
     result = subprocess.run(
         [
             *(sys.executable, "-m", "nbecho.bench.layers"),
-            *("--servers", "nbecho-line-quiet", "--duration", "0.5"),
-            *("--json", "layers.json"),
+            # Two seconds: the profiling timer follows the scheduler's tick,
+            # which a mostly idle server meets only a few times a second on
+            # some virtual machines; half a second sometimes gave no sample.
+            *("--servers", "nbecho-line-quiet", "--duration", "2"),
+            *("--json", "layers.json", "--where", "3"),
         ],
         capture_output=True,
         text=True,
@@ -173,7 +179,14 @@ def test_layers(tmp_path: Path) -> None:
         assert total["samples"] > 0
         assert abs(sum(layer["share"] for layer in layers.values()) - 1) < 1e-9
         assert any(name.startswith("nbecho ") for name in layers)
+        for layer in layers.values():
+            counts = list(layer["where"].values())
+            assert sum(counts) == round(layer["share"] * total["samples"])
+            assert counts == sorted(counts, reverse=True)
+            for at in layer["where"]:
+                assert re.fullmatch(r"[^:]+:[^:]+:\d+:[A-Z_?]+", at), at
     assert "nbecho-line-quiet, pingpong" in result.stdout
+    assert " samples at " in result.stdout
 
 
 @pytest.fixture
@@ -278,3 +291,37 @@ def test_smokePyPy(tmp_path: Path) -> None:
     row = data["summary"]["pipelined"]["pypy-nbecho-line-quiet"]
     assert row["messagesChecked"] > 0
     assert data["config"]["servers"]["pypy-nbecho-line-quiet"][0] == pypy
+
+
+def test_smokeOtherPython(tmp_path: Path) -> None:
+    """
+    C{--other-python} runs Twisted's echo and nbecho again on the named
+    interpreter (this one, here), every byte checked, and gives each such
+    row its ratio to the same server on the benchmark's own interpreter,
+    taken within each round.
+    """
+    servers = "wire,nbecho-line-quiet,other-wire,other-nbecho-line-quiet"
+    result = _bench(
+        *SMOKE,
+        *("--modes", "pipelined", "--other-python", sys.executable),
+        *("--servers", servers, "--json", "out.json", "--chart", "out.png"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "out.json").read_text())
+    summary = data["summary"]["pipelined"]
+    assert list(summary) == servers.split(",")
+    for row in summary.values():
+        assert row["messagesChecked"] > 0
+    assert data["config"]["servers"]["other-wire"] == [
+        sys.executable,
+        *("-m", "nbecho.bench.servers", "wire"),
+    ]
+    ratio = data["rounds"]["pipelined"][0]
+    cpu = "serverCpuUsPerMessage"
+    for name in ("wire", "nbecho-line-quiet"):
+        assert summary[f"other-{name}"]["ratioToSame"] == pytest.approx(
+            ratio[f"other-{name}"][cpu] / ratio[name][cpu]
+        )
+        assert summary[name]["ratioToSame"] is None
+    assert "÷same" in result.stdout

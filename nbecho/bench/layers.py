@@ -15,11 +15,20 @@ C{/proc} in the same window, gives its microseconds per message; the
 system CPU time is shown in total.  Unlike a tracing profiler
 (C{cProfile}), sampling does not inflate layers made of many small calls;
 its precision is the number of samples, shown with each table.
+
+A sample is charged where CPython ran the signal handler, and CPython runs
+it only at its next check (a function's first instruction, a loop's jump
+back, the end of some calls): a tick that falls in C code or in the kernel
+counts for the next Python frame that checks.  C{--where N} shows, for each
+layer, the N instructions its samples were taken at most often (file,
+function, line and opcode), which tells a layer's own work from time
+charged to it that way.
 """
 
 from __future__ import annotations
 
 import argparse
+import dis
 import json
 import os
 import signal
@@ -28,7 +37,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 from nbecho.bench.loaders import chooseLoader
@@ -77,30 +86,54 @@ def classify(frame: FrameType | None) -> str:
     return "other"
 
 
+_opcodes: dict[CodeType, dict[int, str]] = {}
+
+
+def where(frame: FrameType | None) -> str:
+    """
+    The instruction C{frame} is at: C{file:function:line:OPCODE}.
+    """
+    if frame is None:
+        return "?"
+    code = frame.f_code
+    table = _opcodes.get(code)
+    if table is None:
+        table = {i.offset: i.opname for i in dis.get_instructions(code)}
+        _opcodes[code] = table
+    name = Path(code.co_filename).name
+    opcode = table.get(frame.f_lasti, "?")
+    return f"{name}:{code.co_name}:{frame.f_lineno or 0}:{opcode}"
+
+
 class Sampler:
     """
-    Counts samples by layer between two C{SIGUSR2}s, then writes them to
-    C{path} as JSON.
+    Counts samples by layer, and by layer and instruction, between two
+    C{SIGUSR2}s, then writes them to C{path} as JSON.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.counts: Counter[str] = Counter()
+        self.places: Counter[tuple[str, str]] = Counter()
         self.running = False
 
     def sample(self, signum: int, frame: FrameType | None) -> None:
-        self.counts[classify(frame)] += 1
+        layer = classify(frame)
+        self.counts[layer] += 1
+        self.places[layer, where(frame)] += 1
 
     def toggle(self, signum: int, frame: FrameType | None) -> None:
         if not self.running:
             self.counts.clear()
+            self.places.clear()
             self.running = True
             signal.setitimer(signal.ITIMER_PROF, INTERVAL, INTERVAL)
             return
         signal.setitimer(signal.ITIMER_PROF, 0)
         self.running = False
         partial = self.path.with_suffix(".part")
-        partial.write_text(json.dumps(self.counts))
+        places = [[layer, at, n] for (layer, at), n in self.places.most_common()]
+        partial.write_text(json.dumps({"layers": self.counts, "places": places}))
         partial.rename(self.path)
 
 
@@ -142,13 +175,16 @@ def profile(server: RunningServer, load: Load, out: Path) -> dict[str, dict[str,
         if time.monotonic() > deadline:
             raise SystemExit("bench: the profiled server wrote no samples")
         time.sleep(0.05)
-    samples: dict[str, int] = json.loads(out.read_text())
+    written = json.loads(out.read_text())
+    samples: dict[str, int] = written["layers"]
     total = row["serverCpuUsPerMessage"]
-    count = sum(samples.values()) or 1
+    count = sum(samples.values())
     layers: dict[str, dict[str, Any]] = {
-        name: {"share": n / count, "usPerMessage": total * n / count}
+        name: {"share": n / count, "usPerMessage": total * n / count, "where": {}}
         for name, n in sorted(samples.items(), key=lambda item: -item[1])
     }
+    for layer, at, n in written["places"]:
+        layers[layer]["where"][at] = n
     layers["total"] = {
         "share": 1.0,
         "usPerMessage": total,
@@ -159,7 +195,9 @@ def profile(server: RunningServer, load: Load, out: Path) -> dict[str, dict[str,
     return layers
 
 
-def _format(name: str, mode: str, layers: dict[str, dict[str, Any]]) -> str:
+def _format(
+    name: str, mode: str, layers: dict[str, dict[str, Any]], places: int = 0
+) -> str:
     total = layers["total"]
     lines = [
         f"\n{name}, {mode}: {total['messagesPerSecond']:.0f} msg/s, "
@@ -169,6 +207,8 @@ def _format(name: str, mode: str, layers: dict[str, dict[str, Any]]) -> str:
     ]
     for layer, values in layers.items():
         lines.append(f"{layer:42} {values['usPerMessage']:7.2f} {values['share']:6.0%}")
+        for at, n in list(values.get("where", {}).items())[:places]:
+            lines.append(f"    {n:6d} samples at {at}")
     return "\n".join(lines)
 
 
@@ -188,6 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--depth", type=int, default=32)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--json", type=Path, default=Path("layers.json"))
+    p.add_argument(
+        "--where",
+        type=int,
+        default=0,
+        metavar="N",
+        help="under each layer, the N instructions its samples were taken at",
+    )
     options = p.parse_args(args)
     specs = availableServers(None, [1])
     names = [n for n in options.servers.split(",") if n]
@@ -219,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     layers = profile(server, load, out)
                     result.setdefault(name, {})[mode] = layers
-                    print(_format(name, mode, layers), flush=True)
+                    print(_format(name, mode, layers, options.where), flush=True)
             finally:
                 server.stop()
     options.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -143,7 +143,7 @@ def parser() -> argparse.ArgumentParser:
         "--other-python",
         default="",
         help="a second Python environment with nbecho installed (another "
-        "Twisted, say): adds other-nbecho rows run by it",
+        "Twisted, say): adds other-wire and other-nbecho rows run by it",
     )
     add(
         "--json",

@@ -47,7 +47,11 @@ def summarize(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, An
     Medians over rounds per server, ratios taken within each round.
 
     Besides the ratios to the baselines, a logging nbecho row has
-    C{ratioToQuiet}: its CPU per message over its C{--quiet} twin's.
+    C{ratioToQuiet}: its CPU per message over its C{--quiet} twin's; and an
+    C{other-} row (run by C{--other-python}) has C{ratioToSame}: its CPU per
+    message over the same server's on the benchmark's own interpreter, so
+    that what the other environment changes (a patched Twisted, say) is read
+    within each round too.
     """
     names = list(rounds[0])
     summary: dict[str, dict[str, Any]] = {}
@@ -63,6 +67,9 @@ def summarize(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, An
             "serverCpuUsPerMessage": statistics.median(_cpu(r) for r in rows),
             **{key: _ratios(rounds, name, ref) for key, ref in REFERENCES.items()},
             "ratioToQuiet": _ratios(rounds, name, f"{name}-quiet"),
+            "ratioToSame": _ratios(rounds, name, name.removeprefix("other-"))
+            if name.startswith("other-")
+            else None,
             "ratioOfMedians": _ratioOfMedians(
                 rows, [r["wire"] for r in rounds if "wire" in r]
             ),
@@ -104,14 +111,16 @@ def formatTable(summary: dict[str, dict[str, Any]], requests: bool = False) -> s
     rate = "req/s" if requests else "msg/s"
     head = (
         f"{'server':26} {rate:>9} {'µs/msg':>7} {'÷wire':>6} {'÷async':>6} "
-        f"{'÷rdln':>6} {'÷uvl':>6} {'÷quiet':>6} {'p50 µs':>7} {'p99 µs':>7} "
+        f"{'÷rdln':>6} {'÷uvl':>6} {'÷quiet':>6} {'÷same':>6} "
+        f"{'p50 µs':>7} {'p99 µs':>7} "
         f"{'srv cpu':>7} {'load µs/msg':>11} {'load cpu':>8}"
     )
     lines = [head, "-" * len(head)]
     for name, row in summary.items():
         lat = row["latencyUs"]
         ratios = " ".join(
-            f"{_num(row.get(key)):>6}" for key in [*REFERENCES, "ratioToQuiet"]
+            f"{_num(row.get(key)):>6}"
+            for key in [*REFERENCES, "ratioToQuiet", "ratioToSame"]
         )
         perSecond = row["requestsPerSecond" if requests else "messagesPerSecond"]
         lines.append(

@@ -103,6 +103,10 @@ def availableServers(
             _nbecho("pypy-nbecho-line", pypy, "line", False),
         ]
     if other:
+        # Twisted's own echo on the other environment too: what a change to
+        # Twisted (a patched checkout, say) gives any Twisted server, beside
+        # what it gives nbecho, in the same run.
+        specs.append(_baseline("other-wire", other, "wire"))
         # An older nbecho's default line limit may be below the size
         # scenarios' 100 KiB: give it today's.
         limit = ("--max-line-length", "131072")
