@@ -45,13 +45,16 @@ def _block(number: int) -> bytes:
 
 
 @pytest.mark.stress
-def test_nonReadingPusherKeepsMemoryBounded(nbechoServer: ServerFactory) -> None:
+@pytest.mark.parametrize("framing", ["line", "raw"])
+def test_nonReadingPusherKeepsMemoryBounded(
+    nbechoServer: ServerFactory, framing: str
+) -> None:
     """
     A client pushing 1 GiB without reading stalls instead of growing the
     server, others are served meanwhile, and it gets every byte back in
-    order once it reads.
+    order once it reads, in either framing.
     """
-    server = stressServer(nbechoServer, "--quiet")
+    server = stressServer(nbechoServer, "--quiet", "--framing", framing)
     echoLine(server, b"warm up")
     base = memory(server)["VmRSS"]
     resetPeak(server)
@@ -106,7 +109,7 @@ def test_nonReadingPusherKeepsMemoryBounded(nbechoServer: ServerFactory) -> None
     assert received == GiB
     peak = memory(server)["VmHWM"]
     print(
-        f"\n1 GiB push: stalled after {stalledAt / MiB:.1f} MiB; server RSS "
+        f"\n1 GiB push ({framing}): stalled after {stalledAt / MiB:.1f} MiB; server RSS "
         f"{base / MiB:.1f} MiB before, peak {peak / MiB:.1f} MiB "
         f"(+{(peak - base) / MiB:.1f} MiB)"
     )

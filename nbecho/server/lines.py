@@ -48,8 +48,6 @@ class LineEchoProtocol(EchoProtocol):
     @ivar _head: the pieces of the line the read being echoed completes.
     @cvar pieceSize: reads this long and longer are held as pieces of their
         own.
-    @cvar bulkReadSize: the read size of a client that sends in bulk
-        (L{_readMore}).
     @cvar splitAbove: once this many lines of a chunk, of fewer than
         C{shortLine} bytes on average, have been walked from LF to LF, the
         rest is split at C speed (for short lines one copy is cheaper than
@@ -64,13 +62,6 @@ class LineEchoProtocol(EchoProtocol):
     splitAbove = 1 if sys.implementation.name != "pypy" else sys.maxsize
     shortLine = 256
     pieceSize = 4096
-    bulkReadSize = 262144
-    _readSize = 0
-
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        # Twisted's TCP and UNIX transports read bufferSize bytes at most.
-        self._readSize = getattr(self.transport, "bufferSize", 0)
 
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
@@ -94,22 +85,6 @@ class LineEchoProtocol(EchoProtocol):
         if end < len(data):
             # A view: the line's first piece is not copied out of the read.
             self._hold(memoryview(data)[end:] if end else data)
-
-    def _readMore(self) -> None:
-        """
-        A read filled the transport's buffer (Twisted's C{bufferSize}, 64
-        KiB): the client sends in bulk, so read up to C{bulkReadSize} (256
-        KiB, what asyncio and uvloop read) from now on.
-
-        Fewer, larger reads cost fewer system calls and less per byte on
-        any interpreter; on PyPy a read over 64 KiB is also allocated
-        outside the nursery, instead of being copied out of it whenever a
-        partial line holds on to it.  The memory bound this changes is in
-        docs/limits.rst.
-        """
-        self._readSize = 0
-        if self.bulkReadSize > getattr(self.transport, "bufferSize", self.bulkReadSize):
-            self.transport.bufferSize = self.bulkReadSize  # type: ignore[attr-defined]
 
     def _hold(self, data: bytes | memoryview) -> None:
         """

@@ -43,6 +43,24 @@ class RawFramingTests(SynchronousTestCase):
         self.assertEqual(transport.writes, chunks)
         self.assertEqual(proto.messages, 3)
 
+    def test_bulkReadsRaiseReadSize(self) -> None:
+        """
+        A chunk that fills the transport's read buffer (Twisted's
+        C{bufferSize}) raises it to C{bulkReadSize}, once, as in line
+        framing; a smaller chunk leaves it as it is.
+        """
+        transport = RecordingTransport(PEER)
+        transport.bufferSize = 8  # type: ignore[attr-defined]
+        proto, _ = attach(EchoFactory(self.settings, Clock()), PEER, transport)
+        proto.dataReceived(b"1234567")
+        self.assertEqual(transport.bufferSize, 8)  # type: ignore[attr-defined]
+        proto.dataReceived(b"12345678")
+        self.assertEqual(
+            transport.bufferSize,  # type: ignore[attr-defined]
+            protocol.EchoProtocol.bulkReadSize,
+        )
+        self.assertEqual(transport.value(), b"123456712345678")
+
     def test_binary(self) -> None:
         """
         Every byte value comes back, including NUL, CR and LF.
