@@ -10,8 +10,8 @@ C{memrchr} through cffi, which PyPy bundles: C{ffi.from_buffer} hands C
 the bytes where they are, without a copy.  Short stretches keep the
 interpreter's own search, cheaper than a call into C.
 
-On CPython, or where cffi or libc's C{memrchr} is missing, L{findLF} and
-L{rfindLF} are L{None}, and the callers use C{bytes.find} and
+On CPython, or where cffi or libc's C{memrchr} is missing, C{findLF} and
+C{rfindLF} are L{None}, and the callers use C{bytes.find} and
 C{bytes.rfind}.
 """
 

@@ -70,7 +70,7 @@ class EchoProtocol(Connection):
     #: Whether this connection's lines are logged (L{nbecho.logs.connlimit}).
     logged = True
     logKey = ""
-    #: The read size of a client that sends in bulk (L{_readMore}).
+    #: The read size of a client that sends in bulk (C{_readMore}).
     bulkReadSize = 262144
     #: A read this long fills the transport's buffer; 0 once raised.
     _readSize = 0
