@@ -109,8 +109,8 @@ def test_nonReadingPusherKeepsMemoryBounded(
     assert received == GiB
     peak = memory(server)["VmHWM"]
     print(
-        f"\n1 GiB push ({framing}): stalled after {stalledAt / MiB:.1f} MiB; server RSS "
-        f"{base / MiB:.1f} MiB before, peak {peak / MiB:.1f} MiB "
+        f"\n1 GiB push ({framing}): stalled after {stalledAt / MiB:.1f} MiB; "
+        f"server RSS {base / MiB:.1f} MiB before, peak {peak / MiB:.1f} MiB "
         f"(+{(peak - base) / MiB:.1f} MiB)"
     )
     assert peak - base < BOUND, (peak, base)

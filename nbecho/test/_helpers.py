@@ -10,6 +10,7 @@ leaves a timeout behind on the global reactor.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable
 from typing import Any
 
@@ -260,12 +261,22 @@ class Collector(Protocol):
         self.done.callback(bytes(self.received))
 
 
+#: The send and receive buffer of each end of a L{loopbackPair}.
+SOCKET_BUFFER = 65536
+
+
 async def loopbackPair(
     case: SynchronousTestCase, reactor: Any
 ) -> tuple[Any, Collector]:
     """
     A real TCP connection on 127.0.0.1: the server side's transport and a
     L{Collector} client, both closed when C{case} ends.
+
+    Both ends' kernel buffers are fixed at L{SOCKET_BUFFER}: left to
+    autotuning, loopback buffers grow with what the kernel has learnt of
+    earlier connections to the same address (its TCP metrics cache), and a
+    client that stops reading could absorb several MiB before the server
+    backs up.
     """
     serverFactory = ServerFactory.forProtocol(ServerSide)
     connected: Deferred[ServerSide] = Deferred()
@@ -278,6 +289,9 @@ async def loopbackPair(
     case.addCleanup(connector.disconnect)
     server = await connected
     await client.made
+    ends: list[Any] = [server.transport, client.transport]
+    ends[0].socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+    ends[1].socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
     return server.transport, client
 
 
