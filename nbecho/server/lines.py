@@ -64,12 +64,8 @@ class LineEchoProtocol(EchoProtocol):
     pieceSize = 4096
 
     def dataReceived(self, data: bytes) -> None:
-        if self.closing:
+        if not self.noteRead(data):
             return
-        self.lastInput = self.seconds()
-        self.bytesIn += len(data)
-        if len(data) == self._readSize:
-            self._readMore()
         if len(data) > LONG and rfindLF is not None:
             end = rfindLF(data) + 1
         else:

@@ -106,17 +106,27 @@ class EchoProtocol(Connection):
             log.info("Accept {peer}", peer=self.peer, nbecho_event="accept")
 
     def dataReceived(self, data: bytes) -> None:
-        if self.closing:
+        if not self.noteRead(data):
             return
-        self.lastInput = self.seconds()
-        self.bytesIn += len(data)
-        if len(data) == self._readSize:
-            self._readMore()
         self.messagesRead([data])
         self.echo(data)
         exitWord = self.settings.exitWord
         if exitWord and withoutTerminator(data) == exitWord:
             self.close("exit word")
+
+    def noteRead(self, data: bytes) -> bool:
+        """
+        Note the arrival of C{data}, a read, for the idle timeout, the
+        counters and the read size; return C{False} when the connection is
+        closing and C{data} is to be dropped unechoed.
+        """
+        if self.closing:
+            return False
+        self.lastInput = self.seconds()
+        self.bytesIn += len(data)
+        if len(data) == self._readSize:
+            self._readMore()
+        return True
 
     def _readMore(self) -> None:
         """
@@ -130,9 +140,9 @@ class EchoProtocol(Connection):
         partial line holds on to it.  The memory bound this changes is in
         docs/limits.rst.
         """
-        self._readSize = 0
-        if self.bulkReadSize > getattr(self.transport, "bufferSize", self.bulkReadSize):
+        if self.bulkReadSize > self._readSize:
             self.transport.bufferSize = self.bulkReadSize  # type: ignore[attr-defined]
+        self._readSize = 0
 
     def counted(self, count: int) -> None:
         """
