@@ -10,7 +10,7 @@ import sys
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from nbecho.server import _scan, lines
 from nbecho.settings import EchoSettings
@@ -26,7 +26,7 @@ class LibcScannerTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         if _scanners is None:
-            raise self.skipTest("no cffi, or no memrchr in this libc")
+            raise SkipTest("no cffi, or no memrchr in this libc")
 
     @settings(max_examples=300, deadline=None, database=None)
     @given(st.binary(max_size=300), st.integers(0, 400))
