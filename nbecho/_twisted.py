@@ -6,9 +6,11 @@ nbecho uses them where the public API has no equivalent: reading an endpoint
 string exactly as C{serverFromString} does, parsing PROXY headers with
 Twisted's own parsers, telling a failed TLS handshake from a later TLS
 error, building an C{ssl:} endpoint's context at start-up, handing a
-UNIX socket's lock file to the daemon after twistd forks, and echoing over
+UNIX socket's lock file to the daemon after twistd forks, echoing over
 TLS without Twisted's write aggregation, which loses echoes when the
-client's close_notify arrives with its last data.  (The write fast
+client's close_notify arrives with its last data, and dispatching I/O
+events without Twisted's per-event cost of a new log context
+(L{EchoEPollReactor}).  (The write fast
 path's use of C{FileDescriptor}'s buffers lives in
 L{nbecho.server._fastwrite}, which steps aside on its own when they change.)
 
@@ -20,6 +22,8 @@ on PyPI, pre-releases included) before a user meets it.
 
 from __future__ import annotations
 
+import errno
+import sys
 from collections.abc import Callable
 from functools import cache, partial
 from typing import Any
@@ -41,6 +45,7 @@ __all__ = [
     "V2Parser",
     "endpointArguments",
     "handshakeDone",
+    "installEchoReactor",
     "serverContextFactory",
     "tlsSendClosed",
     "tlsWriter",
@@ -186,4 +191,120 @@ def watchCloseNotify(transport: object, callback: Callable[[], object]) -> bool:
     if not _isTLS(transport) or connection is None:
         return False
     transport._tlsConnection = _CloseNotifyWatch(connection, callback)  # type: ignore[attr-defined]
+    return True
+
+
+#: Log contexts L{EchoEPollReactor} keeps, one per descriptor number.
+_LogContexts = dict[int, tuple[object, str, dict[Any, Any]]]
+
+
+if sys.platform == "linux":
+    from twisted.internet.epollreactor import EPollReactor
+    from twisted.python import context, log
+
+    class EchoEPollReactor(EPollReactor):
+        """
+        Twisted's epoll reactor, with the log context of an I/O event built
+        once per connection instead of once per event.
+
+        Twisted dispatches every event through C{log.callWithLogger}, which
+        copies the current log context into a new dictionary to set its
+        C{system} (the connection's C{logPrefix}), so that a legacy log line
+        or traceback from the call names the connection.  For an echo that
+        is one small message a read, the copy and the context calls around
+        it were a third of the server's own (user-space) time on PyPy:
+        0.3-0.4 µs of 1.0-1.2 µs a message, ping-pong
+        (docs/performance.rst, section PyPy).
+
+        Here the context pushed for a descriptor is kept and pushed again
+        as long as the connection's prefix and the enclosing log context
+        are the ones it was made from, so legacy lines and tracebacks are
+        logged exactly as Twisted logs them.  Everything else is Twisted's
+        C{EPollReactor}: C{doPoll} below is its own, with the call of
+        C{callWithLogger} inlined; C{_poller}, C{_selectables} and
+        C{_doReadOrWrite} are its private names.
+
+        @ivar _logContexts: per descriptor number, the enclosing log context
+            and prefix its pushed context was made from, and that context.
+            Descriptor numbers are reused, so it holds no more entries than
+            the process ever had descriptors open at once.
+        """
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._logContexts: _LogContexts = {}
+
+        def doPoll(self, timeout: float | None) -> None:
+            """
+            Poll for events and dispatch each as C{log.callWithLogger}
+            would, with a kept context.
+            """
+            if timeout is None:
+                timeout = -1  # Wait indefinitely.
+            try:
+                events = self._poller.poll(timeout, len(self._selectables))
+            except OSError as error:
+                if error.errno == errno.EINTR:
+                    return
+                raise
+            if not events:
+                return
+            tracker = context.theContextTracker.currentContext()
+            contexts = tracker.contexts
+            selectables = self._selectables
+            dispatch = self._doReadOrWrite
+            for fd, event in events:
+                selectable = selectables.get(fd)
+                if selectable is None:
+                    continue
+                try:
+                    prefix = selectable.logPrefix()
+                except KeyboardInterrupt:
+                    raise
+                except BaseException:  # noqa: BLE001 - as callWithLogger does
+                    prefix = "(buggy logPrefix method)"
+                    log.err(system=prefix)
+                parent = tracker.getContext(log.ILogContext)
+                kept = self._logContexts.get(fd)
+                if kept is None or kept[0] is not parent or kept[1] != prefix:
+                    kept = self._keepContext(fd, parent, prefix)
+                contexts.append(kept[2])
+                try:
+                    try:
+                        dispatch(selectable, fd, event)
+                    finally:
+                        contexts.pop()
+                except KeyboardInterrupt:
+                    raise
+                except BaseException:  # noqa: BLE001 - as callWithLogger does
+                    log.err(system=prefix)
+
+        doIteration = doPoll
+
+        def _keepContext(
+            self, fd: int, parent: dict[str, Any] | None, prefix: str
+        ) -> tuple[object, str, dict[Any, Any]]:
+            """
+            Make, keep and return the context to push for descriptor C{fd}:
+            C{parent}, the enclosing log context, with C{prefix} as its
+            C{system}, as C{log.callWithContext} makes it.
+            """
+            logContext = dict(parent) if parent is not None else {}
+            logContext["system"] = prefix
+            kept = (parent, prefix, {log.ILogContext: logContext})
+            self._logContexts[fd] = kept
+            return kept
+
+
+def installEchoReactor() -> bool:
+    """
+    Install L{EchoEPollReactor} as the reactor, unless one is installed
+    already (chosen with twistd's C{--reactor}, or imported by something
+    earlier) or this system has no epoll; return whether it was installed.
+    """
+    if sys.platform != "linux" or "twisted.internet.reactor" in sys.modules:
+        return False
+    from twisted.internet.main import installReactor
+
+    installReactor(EchoEPollReactor())
     return True

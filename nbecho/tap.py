@@ -15,6 +15,7 @@ from twisted.python import usage
 
 from nbecho import __version__
 from nbecho._extras import missingExtra
+from nbecho._twisted import installEchoReactor
 from nbecho._values import LIMIT_PARAMETERS, exitWord, number, seconds, shown
 from nbecho.deploy.endpoints import (
     EndpointError,
@@ -359,7 +360,11 @@ def makeService(options: Options) -> IService:
     """
     The echo server on every endpoint, with the metrics, the JSON log and
     the worker processes the options ask for.
+
+    Unless twistd was given C{--reactor}, the reactor is Twisted's epoll
+    reactor with cheaper event dispatch (L{installEchoReactor}).
     """
+    installEchoReactor()
     from twisted.internet import reactor
 
     endpoints = buildEndpoints(options, reactor)

@@ -101,6 +101,7 @@ def availableServers(
             _baseline("pypy-asyncio", pypy, "asyncio"),
             _nbecho("pypy-nbecho-line-quiet", pypy, "line", True),
             _nbecho("pypy-nbecho-line", pypy, "line", False),
+            _nbecho("pypy-nbecho-raw-quiet", pypy, "raw", True),
         ]
     if other:
         # Twisted's own echo on the other environment too: what a change to

@@ -23,6 +23,7 @@ from twisted.internet.endpoints import AdoptedStreamServerEndpoint
 from twisted.logger import globalLogBeginner, jsonFileLogObserver
 from twisted.python.failure import Failure
 
+from nbecho._twisted import installEchoReactor
 from nbecho.server.service import ServerService, buildServer
 from nbecho.settings import EchoSettings
 
@@ -111,6 +112,7 @@ def runWorker(number: int, config: dict[str, Any]) -> None:
     globalLogBeginner.beginLoggingTo(
         [jsonFileLogObserver(logFile)], redirectStandardIO=False
     )
+    installEchoReactor()
     from twisted.internet import reactor as _reactor
     from twisted.internet import stdio
 
