@@ -8,9 +8,10 @@ Twisted's own parsers, telling a failed TLS handshake from a later TLS
 error, building an C{ssl:} endpoint's context at start-up, handing a
 UNIX socket's lock file to the daemon after twistd forks, echoing over
 TLS without Twisted's write aggregation, which loses echoes when the
-client's close_notify arrives with its last data, and dispatching I/O
+client's close_notify arrives with its last data, dispatching I/O
 events without Twisted's per-event cost of a new log context
-(L{EchoEPollReactor}).  (The write fast
+(L{EchoEPollReactor}), and reading a TCP connection into a buffer shared
+by all (L{readInto}).  (The write fast
 path's use of C{FileDescriptor}'s buffers lives in
 L{nbecho.server._fastwrite}, which steps aside on its own when they change.)
 
@@ -46,6 +47,7 @@ __all__ = [
     "endpointArguments",
     "handshakeDone",
     "installEchoReactor",
+    "readInto",
     "serverContextFactory",
     "tlsSendClosed",
     "tlsWriter",
@@ -307,4 +309,52 @@ def installEchoReactor() -> bool:
     from twisted.internet.main import installReactor
 
     installReactor(EchoEPollReactor())
+    return True
+
+
+def readInto(
+    transport: object, buffer: bytearray, receive: Callable[[int], object]
+) -> bool:
+    """
+    Make Twisted's TCP C{transport} read into C{buffer} and call
+    C{receive(length)} with the length of each read, instead of calling
+    its protocol's C{dataReceived} with a new C{bytes}; return whether it
+    does.
+
+    A transport that does not read exactly as C{tcp.Connection.doRead}
+    reads (a UNIX socket, which may pass descriptors; TLS; a wrapper; a
+    test transport) is left as it is.  The replacement is that method with
+    C{recv_into} for C{recv}: the same read size (C{bufferSize}, at most
+    the buffer's), the same answers to the reactor for a read that would
+    block, failed or found the end of the stream, so half-close,
+    backpressure (C{stopReading}) and errors stay Twisted's.  C{buffer} may
+    be shared by every connection: the reactor runs one read at a time, and
+    C{receive} must copy what it keeps.
+    """
+    from twisted.internet import main, tcp
+
+    if getattr(type(transport), "doRead", None) is not tcp.Connection.doRead:
+        return False
+    if getattr(transport, "TLS", False):
+        return False
+    sock = getattr(transport, "socket", None)
+    if sock is None:
+        return False
+    receiveInto = sock.recv_into
+    size = len(buffer)
+    wouldBlock = (errno.EWOULDBLOCK, errno.EAGAIN)
+
+    def doRead() -> object:
+        try:
+            length = receiveInto(buffer, min(transport.bufferSize, size))  # type: ignore[attr-defined]
+        except OSError as error:
+            if error.args[0] in wouldBlock:
+                return None
+            return main.CONNECTION_LOST
+        if not length:
+            return main.CONNECTION_DONE
+        receive(length)
+        return None
+
+    transport.doRead = doRead  # type: ignore[attr-defined]
     return True

@@ -26,8 +26,10 @@ L{fastWriter} then returns the transport's public C{write}.
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, partial
 from typing import Any, Callable
+
+from nbecho.server._libc import LONG, sendGathered, sendView
 
 #: FileDescriptor attributes the fast path reads; all must exist.
 _REQUIRED = ("dataBuffer", "_tempDataLen", "connected", "disconnecting")
@@ -149,7 +151,14 @@ def _writers(
         return None
     write = transport.write
     send = sock.send
-    sendmsg = getattr(sock, "sendmsg", None)
+    gather = getattr(sock, "sendmsg", None)
+    # On PyPy, long views and gathered pieces go through libc without the
+    # copy its socket methods make (nbecho.server._libc); bytes do not
+    # need it.
+    fd = sock.fileno()
+    sendLong = None if sendView is None else partial(sendView, fd)
+    if gather is not None and sendGathered is not None:
+        gather = partial(sendGathered, fd)
     # Without TLS support in this Twisted, startTLS can never turn it on.
     tlsPossible = hasattr(transport, "TLS")
 
@@ -172,7 +181,10 @@ def _writers(
             write(bytes(data))
             return
         try:
-            sent = send(data)
+            if sendLong is not None and type(data) is not bytes and len(data) > LONG:
+                sent = sendLong(data)
+            else:
+                sent = send(data)
         except OSError:
             # EAGAIN, ENOBUFS, or a socket error: queue it; Twisted's own
             # doWrite retries, or reports the error as it always does.
@@ -182,11 +194,11 @@ def _writers(
 
     def writeAllNow(buffers: list[bytes | bytearray | memoryview]) -> None:
         first = 0
-        if sendmsg is not None and not blocked():
+        if gather is not None and not blocked():
             while first < len(buffers):
                 batch = buffers[first : first + _IOV_BATCH]
                 try:
-                    sent = sendmsg(batch)
+                    sent = gather(batch)
                 except OSError:
                     # As in writeNow: Twisted's write queues or reports it.
                     break

@@ -14,7 +14,7 @@ import sys
 from twisted.logger import Logger
 
 from nbecho.logs.escape import LOG_LIMIT
-from nbecho.server._scan import LONG, findLF, rfindLF
+from nbecho.server._libc import LONG, findLF, rfindLF
 from nbecho.server.protocol import EchoProtocol, withoutTerminator
 
 log = Logger(namespace="nbecho")
@@ -81,6 +81,71 @@ class LineEchoProtocol(EchoProtocol):
         if end < len(data):
             # A view: the line's first piece is not copied out of the read.
             self._hold(memoryview(data)[end:] if end else data)
+
+    def readView(self, length: int) -> bool:
+        """
+        Echo the complete lines of a long read from the read buffer (the
+        held partial line first, if this read completes it), and keep a
+        copy of its partial line; or return C{False} without doing
+        anything, for L{dataReceived} to handle the read: when a line
+        could be the exit word or is too long, or the lines are short and
+        this interpreter splits them faster than it walks them
+        (C{splitAbove}).
+
+        The lines are walked once to decide, as L{_echoLines} walks them,
+        before anything is counted or sent.
+        """
+        buffer = self._buffer
+        assert buffer is not None
+        find = buffer.find
+        settings = self.settings
+        exitWord = settings.exitWord
+        exitLength = len(exitWord) if exitWord else -1
+        limit = settings.maxLineLength
+        end = buffer.rfind(length) + 1
+        start = 0
+        walked = 0
+        before = 0
+        pieces = self._pieces
+        if pieces is not None and end:
+            # The held line ends at this read's first LF.
+            stop = find(0, end)
+            held = self._held + stop
+            if (buffer.data[stop - 1] if stop else pieces[-1][-1]) == 0x0D:
+                held -= 1
+            if held > limit or held == exitLength:
+                return False
+            start = stop + 1
+            walked = 1
+            before = self._held
+        splitAbove = self.splitAbove
+        shortLine = self.shortLine
+        data = buffer.data
+        while start < end:
+            if walked == splitAbove and start + before < walked * shortLine:
+                return False
+            stop = find(start, end)
+            line = stop - start
+            if line and data[stop - 1] == 0x0D:
+                line -= 1
+            if line > limit or line == exitLength:
+                return False
+            walked += 1
+            start = stop + 1
+        view = memoryview(data)[:length]
+        if not self.noteRead(view):
+            return True
+        if end:
+            self.counted(walked)
+            if pieces is not None:
+                self._pieces = None
+                self._held = 0
+                self.echoPieces(pieces, view, end)
+            else:
+                self.echoPrefix(view, end)
+        if end < length:
+            self._hold(bytes(view[end:]))
+        return True
 
     def _hold(self, data: bytes | memoryview) -> None:
         """

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import TYPE_CHECKING
 
 from twisted.internet.error import ConnectionDone
@@ -21,7 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from nbecho._tls import tlsFailure
-from nbecho._twisted import tlsSendClosed, tlsWriter, watchCloseNotify
+from nbecho._twisted import readInto, tlsSendClosed, tlsWriter, watchCloseNotify
 from nbecho._typing import IStreamTransport
 from nbecho._words import counted
 from nbecho.logs.batch import info, logMessages
@@ -29,6 +30,7 @@ from nbecho.logs.escape import Message, escapeMessage
 from nbecho.logs.ratelimit import LogLimiter, limiterFor
 from nbecho.server._address import formatAddress, logKey
 from nbecho.server._fastwrite import fastSequenceWriter, fastWriter
+from nbecho.server._libc import LONG, ReadBuffer
 from nbecho.server.connection import Connection
 
 if TYPE_CHECKING:
@@ -74,6 +76,8 @@ class EchoProtocol(Connection):
     bulkReadSize = 262144
     #: A read this long fills the transport's buffer; 0 once raised.
     _readSize = 0
+    #: The buffer this connection reads into, if it does (L{readView}).
+    _buffer: ReadBuffer | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -91,11 +95,16 @@ class EchoProtocol(Connection):
             # echoPieces sends around echo(): not for a subclass that
             # changes it (the faults, which delay and slice every echo).
             self._writeAll = fastSequenceWriter(self.transport)
+        if self._writeAll is not None and self._writesViews:
+            # Echoes leave from the read itself (bufferReceived).
+            buffer = _sharedBuffer(self.bulkReadSize)
+            if readInto(self.transport, buffer.data, self.bufferReceived):
+                self._buffer = buffer
         tlsWrite = tlsWriter(self.transport)
         if tlsWrite is not None:
             # Only ever given bytes: _writesViews is false over TLS.
             self._write = tlsWrite  # type: ignore[assignment]
-            self.echo = self._echoTLS  # type: ignore[method-assign]
+            self.echo = self._echoTLS  # type: ignore[method-assign,assignment]
             # The client's close_notify is its end of input, as a TCP
             # half-close is: echo what is left before the session ends.
             watchCloseNotify(self.transport, self.readConnectionLost)
@@ -114,7 +123,41 @@ class EchoProtocol(Connection):
         if exitWord and withoutTerminator(data) == exitWord:
             self.close("exit word")
 
-    def noteRead(self, data: bytes) -> bool:
+    def bufferReceived(self, length: int) -> None:
+        """
+        A read of C{length} bytes arrived at the start of the read buffer
+        every connection shares (L{nbecho._twisted.readInto}).
+
+        A long read is echoed from the buffer itself when L{readView} can
+        (quiet, nothing in it that ends the connection), so that it is
+        never copied into a new string; anything else is copied and goes
+        to L{dataReceived}, as if Twisted had read it.
+        """
+        buffer = self._buffer
+        assert buffer is not None
+        if length <= LONG or not self.settings.quiet or not self.readView(length):
+            self.dataReceived(bytes(memoryview(buffer.data)[:length]))
+
+    def readView(self, length: int) -> bool:
+        """
+        Echo the read of C{length} bytes in the read buffer, quietly, or
+        return C{False} without doing anything, for L{dataReceived} to
+        handle it: a read that may be the exit word.
+
+        Nothing may keep a view of the buffer past this call: the fast
+        writer sends it, or copies what the socket does not take.
+        """
+        exitWord = self.settings.exitWord
+        if exitWord and length <= len(exitWord) + 2:
+            return False
+        assert self._buffer is not None
+        view = memoryview(self._buffer.data)[:length]
+        if self.noteRead(view):
+            self.counted(1)
+            self.echo(view)
+        return True
+
+    def noteRead(self, data: bytes | memoryview) -> bool:
         """
         Note the arrival of C{data}, a read, for the idle timeout, the
         counters and the read size; return C{False} when the connection is
@@ -176,9 +219,10 @@ class EchoProtocol(Connection):
                     nbecho_event="message",
                 )
 
-    def echo(self, data: bytes) -> None:
+    def echo(self, data: bytes | memoryview) -> None:
         """
-        Send C{data} back to the client.
+        Send C{data} back to the client: a view only when the fast writer
+        sends (C{_writesViews}).
         """
         self.bytesOut += len(data)
         self._write(data)
@@ -195,7 +239,7 @@ class EchoProtocol(Connection):
         self.bytesOut += len(data)
         self._write(data)
 
-    def echoPrefix(self, data: bytes, end: int) -> None:
+    def echoPrefix(self, data: bytes | memoryview, end: int) -> None:
         """
         Send C{data[:end]} back to the client: as a view of C{data}, not a
         copy, when the fast writer sends it: a socket takes views, and so
@@ -211,7 +255,10 @@ class EchoProtocol(Connection):
             self.echo(data[:end])
 
     def echoPieces(
-        self, pieces: list[bytes | bytearray | memoryview], data: bytes, end: int
+        self,
+        pieces: list[bytes | bytearray | memoryview],
+        data: bytes | memoryview,
+        end: int,
     ) -> None:
         """
         Send C{pieces} (a line that arrived in several reads, held until its
@@ -284,6 +331,15 @@ class EchoProtocol(Connection):
             nbecho_event="close",
         )
         super().connectionLost(reason)
+
+
+@cache
+def _sharedBuffer(size: int) -> ReadBuffer:
+    """
+    The read buffer of every connection that reads into one, made with
+    the first.
+    """
+    return ReadBuffer(size)
 
 
 def _notEchoed(reason: str, count: int) -> str:

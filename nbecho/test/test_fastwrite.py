@@ -17,9 +17,9 @@ from twisted.internet.protocol import (
 )
 from twisted.internet.testing import StringTransport
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
-from nbecho.server import _fastwrite
+from nbecho.server import _fastwrite, _libc
 from nbecho.server._fastwrite import fastSequenceWriter, fastWriter
 from nbecho.server.factory import EchoFactory
 from nbecho.settings import EchoSettings
@@ -332,3 +332,39 @@ class FallbackTests(TestCase):
         write(b"public\n")
         await client.waitFor(7)
         self.assertEqual(bytes(client.received), b"public\n")
+
+
+class _ThroughLibc:
+    """
+    Run a test class's tests again with every view and every gathered
+    write going through libc's C{send} and C{writev} (as on PyPy), whatever
+    the interpreter.
+    """
+
+    def setUp(self) -> None:
+        senders = _libc.libcSenders()
+        if senders is None:
+            raise SkipTest("no cffi: the libc senders are not available")
+        super().setUp()  # type: ignore[misc]
+        patch = self.patch  # type: ignore[attr-defined]
+        patch(_fastwrite, "sendView", senders[0])
+        patch(_fastwrite, "sendGathered", senders[1])
+        patch(_fastwrite, "LONG", 0)
+
+
+class FastWriterLibcTests(_ThroughLibc, FastWriterTCPTests):
+    """
+    L{FastWriterTCPTests} with long views sent through libc.
+    """
+
+
+class SequenceWriterLibcTests(_ThroughLibc, SequenceWriterTests):
+    """
+    L{SequenceWriterTests} with pieces gathered through libc's C{writev}.
+    """
+
+
+class LineEchoLibcTests(_ThroughLibc, LineEchoTCPTests):
+    """
+    L{LineEchoTCPTests} with libc sending every view and gathered line.
+    """

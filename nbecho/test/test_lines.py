@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,8 +16,10 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from nbecho.server._libc import ReadBuffer
 from nbecho.server.factory import EchoFactory
 from nbecho.server.lines import LineEchoProtocol
+from nbecho.server.protocol import EchoProtocol
 from nbecho.settings import EchoSettings
 from nbecho.test._helpers import (
     PEER,
@@ -437,10 +440,16 @@ def _run(
     halfClose: bool,
     pieceSize: int = LineEchoProtocol.pieceSize,
     splitAbove: int = LineEchoProtocol.splitAbove,
+    throughBuffer: bool = False,
 ) -> tuple[bytes, int, str, list[str]]:
     """
     Feed C{chunks} to a new connection, end it, and return what came back,
     the message count, why it closed and its log lines.
+
+    With C{throughBuffer}, each chunk arrives as a read into a shared read
+    buffer does (L{EchoProtocol.bufferReceived}), and the buffer is
+    overwritten after each: an echo or a held line that kept a view of it
+    comes out wrong.
     """
     events = EventLoggingObserver()
     globalLogPublisher.addObserver(events)
@@ -448,8 +457,11 @@ def _run(
         proto, transport = connect(echoSettings)
         proto.pieceSize = pieceSize  # type: ignore[attr-defined]
         proto.splitAbove = splitAbove  # type: ignore[attr-defined]
+        feed: Callable[[bytes], None] = proto.dataReceived
+        if throughBuffer:
+            feed = _readsIntoBuffer(proto, transport)
         for chunk in chunks:
-            proto.dataReceived(chunk)
+            feed(chunk)
         if halfClose:
             proto.readConnectionLost()
         disconnect(proto)
@@ -558,3 +570,25 @@ class ExitWordCostTests(SynchronousTestCase):
             b"--max-line-length)\n",
         )
         self.assertEqual(proto.messages, 2)
+
+
+def _readsIntoBuffer(
+    proto: EchoProtocol, transport: RecordingTransport
+) -> Callable[[bytes], None]:
+    """
+    Give C{proto} a read buffer and writers that take views, as it has on
+    a TCP connection with the fast writer, and return a function that
+    delivers a chunk through the buffer and then spoils the buffer.
+    """
+    buffer = ReadBuffer(1 << 16)
+    proto._buffer = buffer
+    proto._writesViews = True
+    proto._write = lambda data: transport.write(bytes(data))
+    proto._writeAll = lambda pieces: transport.write(b"".join(pieces))
+
+    def feed(chunk: bytes) -> None:
+        buffer.data[: len(chunk)] = chunk
+        proto.bufferReceived(len(chunk))
+        buffer.data[:] = b"\xaa" * len(buffer.data)
+
+    return feed
