@@ -13,6 +13,7 @@ TLS, standard I/O, threads, system events, time) run against it.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import re
 import socket
@@ -509,9 +510,19 @@ class SystemTests(ReactorTestCase):
         descriptors: list[tuple[int, int]] = []
 
         def scenario(reactor: Any) -> None:
-            port = listen(reactor)
-            first, _ = talk(self, reactor, port, b"one")
-            second, _ = talk(self, reactor, port, b"two")
+            # No socket an earlier test left to the garbage collector may be
+            # closed in between, freeing a lower number for the second.
+            gc.collect()
+            gc.collect()
+            wasEnabled = gc.isenabled()
+            gc.disable()
+            try:
+                port = listen(reactor)
+                first, _ = talk(self, reactor, port, b"one")
+                second, _ = talk(self, reactor, port, b"two")
+            finally:
+                if wasEnabled:
+                    gc.enable()
             descriptors.append((first.fd, second.fd))
 
         logged = self.onBoth(scenario)
