@@ -485,6 +485,7 @@ class ServerFactory:
         env: dict[str, str] | None = None,
         passFds: Sequence[int] = (),
         fileLimit: tuple[int, int] | None = None,
+        twistdArgs: Sequence[str] = (),
     ) -> RunningServer:
         """
         Start C{twistd -n --pidfile= nbecho ARGS} and wait until it listens.
@@ -497,6 +498,8 @@ class ServerFactory:
             by default twistd logs to its standard output.  (twistd rotates
             log files at 1 MB: keep long runs on standard output.)
         @param timeout, env, passFds, fileLimit: see L{launch}.
+        @param twistdArgs: options for twistd itself (C{--reactor epoll}),
+            given before C{nbecho}.
         """
         args = list(nbechoArgs)
         if not any(arg.startswith(("--port", "--listen", "-l", "-p")) for arg in args):
@@ -505,6 +508,7 @@ class ServerFactory:
             listens = ("--listen", "-l", "--metrics")
             listeners = max(1, sum(arg.startswith(listens) for arg in args))
         command = twistdCommand(*args)
+        command[1:1] = twistdArgs
         logPath = None
         if logFile is not None:
             logPath = self.directory / logFile

@@ -4,9 +4,9 @@ end-to-end test fails the run.
 
 Fixtures:
 
-  - C{nbechoServer}: a factory; C{nbechoServer(*twistdArgs, listeners=N,
-    logFile=NAME, timeout=S, env=E, passFds=F, fileLimit=L)} (a
-    L{tests._servers.ServerFactory}) starts a real C{twistd -n --pidfile=
+  - C{nbechoServer}: a factory; C{nbechoServer(*nbechoArgs, listeners=N,
+    logFile=NAME, timeout=S, env=E, passFds=F, fileLimit=L, twistdArgs=T)}
+    (a L{tests._servers.ServerFactory}) starts a real C{twistd -n --pidfile=
     nbecho} (loopback, port 0 unless the arguments say otherwise), waits for
     its C{Ready?} lines and returns a L{tests._servers.RunningServer}
     (C{.port}, C{.addresses}, C{.address(prefix)}, C{.pid}, C{.log()},

@@ -6,13 +6,17 @@ means a Twisted release changed it; the message names what to update.
 
 from __future__ import annotations
 
+import inspect
 import os
+import sys
+from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactor
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 import twisted
 from nbecho import _twisted
@@ -236,3 +240,131 @@ class TLSWriteTests(SynchronousTestCase):
         self.assertEqual(calls, ["closed"])
         self.assertEqual(watched.get_cipher_name(), "cipher")
         self.assertFalse(_twisted.watchCloseNotify(Protocol(), lambda: None))
+
+
+class EPollReactorTests(SynchronousTestCase):
+    """
+    Twisted's C{EPollReactor} still has what L{_twisted.EchoEPollReactor}
+    overrides, calls and copies, and its log contexts are still made as the
+    copy makes them.
+    """
+
+    def setUp(self) -> None:
+        if sys.platform != "linux":
+            raise SkipTest("epoll, and so EchoEPollReactor, is Linux only")
+
+    def test_privates(self) -> None:
+        """
+        An C{EPollReactor} polls C{_poller} (C{poll(timeout, maxevents)}),
+        keeps its selectables by descriptor in C{_selectables}, handles an
+        event with C{_doReadOrWrite(selectable, fd, event)}, and its
+        C{doIteration} is its C{doPoll}.
+        """
+        from twisted.internet.epollreactor import EPollReactor
+
+        reactor = EPollReactor()
+        poller = getattr(reactor, "_poller", None)
+        if poller is not None:
+            self.addCleanup(poller.close)
+        for waker in getattr(reactor, "_internalReaders", ()):
+            self.addCleanup(waker.connectionLost, None)
+        self.assertTrue(
+            callable(getattr(poller, "poll", None)), _changed("EPollReactor._poller")
+        )
+        readFd, writeFd = os.pipe()
+        self.addCleanup(os.close, readFd)
+        self.addCleanup(os.close, writeFd)
+        reader = FileDescriptor(reactor)
+        reader.fileno = lambda: readFd  # type: ignore[method-assign]
+        reactor.addReader(reader)
+        self.addCleanup(reactor.removeReader, reader)
+        selectables = getattr(reactor, "_selectables", None)
+        self.assertIsInstance(selectables, dict, _changed("EPollReactor._selectables"))
+        assert isinstance(selectables, dict)
+        self.assertIs(
+            selectables.get(readFd), reader, _changed("EPollReactor._selectables")
+        )
+        dispatch = getattr(EPollReactor, "_doReadOrWrite", None)
+        self.assertIsNotNone(dispatch, _changed("EPollReactor._doReadOrWrite"))
+        assert dispatch is not None
+        self.assertEqual(
+            list(inspect.signature(dispatch).parameters),
+            ["self", "selectable", "fd", "event"],
+            _changed("EPollReactor._doReadOrWrite's arguments"),
+        )
+        self.assertIs(
+            EPollReactor.doIteration,
+            EPollReactor.doPoll,
+            _changed("EPollReactor.doIteration (no longer its doPoll)"),
+        )
+
+    def test_doPoll(self) -> None:
+        """
+        C{EPollReactor.doPoll}, which EchoEPollReactor copies, still waits
+        indefinitely for no timeout, returns on C{EINTR}, polls for at most
+        as many events as there are selectables and dispatches each with
+        C{callWithLogger} around C{_doReadOrWrite}.
+        """
+        from twisted.internet.epollreactor import EPollReactor
+
+        source = inspect.getsource(EPollReactor.doPoll)
+        for needed in (
+            "timeout = -1",
+            "self._poller.poll(timeout, len(self._selectables))",
+            "errno.EINTR",
+            "self._selectables[fd]",
+            "log.callWithLogger(selectable, _drdw, selectable, fd, event)",
+        ):
+            self.assertIn(needed, source, _changed("EPollReactor.doPoll"))
+
+    def test_logContexts(self) -> None:
+        """
+        C{callWithLogger} still pushes, on this thread's stack of contexts
+        (a list), one context whose only key is C{ILogContext}: the
+        enclosing log context copied with C{system} set to the prefix; and
+        what is appended to that list is what C{context.get} finds.
+        """
+        from twisted.python import context, log
+
+        tracker = context.theContextTracker.currentContext()
+        contexts = getattr(tracker, "contexts", None)
+        self.assertIsInstance(
+            contexts, list, _changed("ContextTracker.contexts (not a list)")
+        )
+        assert isinstance(contexts, list)
+        depth = len(contexts)
+        seen: list[tuple[int, Any, Any]] = []
+
+        class Logged:
+            def logPrefix(self) -> str:
+                return "prefix"
+
+        def inside() -> None:
+            seen.append((len(contexts), contexts[-1], context.get(log.ILogContext)))
+
+        def outer() -> None:
+            enclosing.append(context.get(log.ILogContext))
+            log.callWithLogger(Logged(), inside)
+
+        enclosing: list[Any] = []
+        log.callWithContext({"tag": "outer"}, outer)
+        ((pushedDepth, top, logContext),) = seen
+        self.assertEqual(pushedDepth, depth + 2, _changed("log.callWithLogger"))
+        self.assertEqual(
+            top,
+            {log.ILogContext: {**enclosing[0], "system": "prefix"}},
+            _changed("log.callWithLogger's context"),
+        )
+        self.assertIs(top[log.ILogContext], logContext, _changed("context.get"))
+        self.assertEqual(len(contexts), depth, _changed("ContextTracker"))
+        pushed = {"system": "pushed"}
+        contexts.append({log.ILogContext: pushed})
+        try:
+            self.assertIs(
+                tracker.getContext(log.ILogContext),
+                pushed,
+                _changed("ContextTracker.getContext"),
+            )
+            self.assertIs(context.get(log.ILogContext), pushed, _changed("context.get"))
+        finally:
+            contexts.pop()
