@@ -39,6 +39,7 @@ from twisted.protocols.haproxy._v1parser import V1Parser
 from twisted.protocols.haproxy._v2parser import V2Parser
 
 __all__ = [
+    "ECHO_REACTOR",
     "InvalidNetworkProtocol",
     "InvalidProxyHeader",
     "MissingAddressData",
@@ -195,6 +196,9 @@ def watchCloseNotify(transport: object, callback: Callable[[], object]) -> bool:
     transport._tlsConnection = _CloseNotifyWatch(connection, callback)  # type: ignore[attr-defined]
     return True
 
+
+#: The fully qualified name of L{EchoEPollReactor}, as twistd logs it.
+ECHO_REACTOR = "nbecho._twisted.EchoEPollReactor"
 
 #: Log contexts L{EchoEPollReactor} keeps, one per descriptor number.
 _LogContexts = dict[int, tuple[object, str, dict[Any, Any]]]

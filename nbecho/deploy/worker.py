@@ -20,10 +20,12 @@ from typing import Any
 import attrs
 from twisted.internet import protocol
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint
+from twisted.internet.main import installReactor
 from twisted.logger import globalLogBeginner, jsonFileLogObserver
 from twisted.python.failure import Failure
+from twisted.python.reflect import namedAny
 
-from nbecho._twisted import installEchoReactor
+from nbecho._twisted import ECHO_REACTOR, installEchoReactor
 from nbecho.server.service import ServerService, buildServer
 from nbecho.settings import EchoSettings
 
@@ -103,6 +105,22 @@ class _Parent(protocol.Protocol):
             reactor.stop()
 
 
+def installReactorNamed(name: str | None) -> None:
+    """
+    Install the reactor class C{name} (twistd's process's, a fully
+    qualified name), or nbecho's when C{name} is that or L{None}; a class
+    that cannot be imported or built leaves the choice to Twisted.
+    """
+    if name is None or name == ECHO_REACTOR:
+        installEchoReactor()
+        return
+    try:
+        chosen = namedAny(name)()
+    except (ImportError, AttributeError, TypeError, ValueError, OSError):
+        return
+    installReactor(chosen)
+
+
 def runWorker(number: int, config: dict[str, Any]) -> None:
     """
     Serve the inherited sockets with the server L{buildServer} makes from
@@ -112,7 +130,7 @@ def runWorker(number: int, config: dict[str, Any]) -> None:
     globalLogBeginner.beginLoggingTo(
         [jsonFileLogObserver(logFile)], redirectStandardIO=False
     )
-    installEchoReactor()
+    installReactorNamed(config.get("reactor"))
     from twisted.internet import reactor as _reactor
     from twisted.internet import stdio
 

@@ -36,6 +36,7 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger, eventFromJSON, globalLogPublisher
 from twisted.python import usage
 from twisted.python.failure import Failure
+from twisted.python.reflect import qual
 
 from nbecho.deploy.worker import (
     LOG_FD,
@@ -256,8 +257,12 @@ class WorkerPool(Service):
         self._childFDs: dict[int, Any] = {0: "w", 1: 1, 2: 2, LOG_FD: "r"}
         for index, (fd, _) in enumerate(sockets):
             self._childFDs[LOG_FD + 1 + index] = fd
+        from twisted.internet import reactor
+
         self._config = json.dumps(
             {
+                # Workers run the reactor twistd's process runs (--reactor).
+                "reactor": qual(type(reactor)),
                 "settings": settingsToJSON(self.settings),
                 "listeners": [
                     [listener.description, family]

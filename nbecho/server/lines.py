@@ -32,16 +32,15 @@ class LineEchoProtocol(EchoProtocol):
     a longer line is data.  Complete lines of one read go back as a view
     of that read, uncopied; a long line is logged from a view too.
 
-    A line that spans reads is not copied either: reads of C{pieceSize}
-    (4 KiB) and more are held as they came (the first as a view of its
-    read), and when the LF comes they go back with the read in one
-    C{sendmsg} (L{echoPieces}); the line's length is the sum of theirs.
-    Smaller reads are gathered in one C{bytearray} that grows in place, so
-    a read costs what its own bytes cost however much of the line is held,
-    and a client trickling a byte a read does not make the server hold
-    some 40 bytes of list and object per byte.  On PyPy every large copy
-    is a large allocation, which its garbage collector pays for several
-    times over (docs/performance.rst, section PyPy).
+    A line that spans reads is not joined either: reads of C{pieceSize}
+    (4 KiB) and more are held as they came, and when the LF comes they go
+    back with the read in one gathered send (L{echoPieces}).  Smaller
+    reads are gathered in one C{bytearray} that grows in place, so a
+    client trickling a byte a read does not make the server hold some 40
+    bytes of list and object per byte.  A long quiet read on plain TCP
+    is echoed from the shared read buffer itself (L{readView}).  On PyPy
+    every large copy is a large allocation, which its garbage collector
+    pays for several times over (docs/performance.rst, section PyPy).
 
     @ivar _pieces: the partial line's pieces, if any.
     @ivar _held: the partial line's length.
@@ -84,50 +83,36 @@ class LineEchoProtocol(EchoProtocol):
 
     def readView(self, length: int) -> bool:
         """
-        Echo the complete lines of a long read from the read buffer (the
-        held partial line first, if this read completes it), and keep a
-        copy of its partial line; or return C{False} without doing
-        anything, for L{dataReceived} to handle the read: when a line
-        could be the exit word or is too long, or the lines are short and
-        this interpreter splits them faster than it walks them
-        (C{splitAbove}).
-
-        The lines are walked once to decide, as L{_echoLines} walks them,
-        before anything is counted or sent.
+        Echo the complete lines of a long read from the read buffer (after
+        the held partial line, if this read completes it) and keep a copy
+        of its partial line; or return C{False} untouched, for
+        L{dataReceived} to handle the read: a line may be the exit word or
+        is too long, or the lines are short and split faster than walked
+        (C{splitAbove}).  The lines are walked to decide before anything
+        is counted or sent.
         """
         buffer = self._buffer
         assert buffer is not None
-        find = buffer.find
-        settings = self.settings
-        exitWord = settings.exitWord
+        data, find = buffer.data, buffer.find
+        exitWord = self.settings.exitWord
         exitLength = len(exitWord) if exitWord else -1
-        limit = settings.maxLineLength
+        limit = self.settings.maxLineLength
         end = buffer.rfind(length) + 1
-        start = 0
-        walked = 0
-        before = 0
+        start = walked = before = 0
         pieces = self._pieces
         if pieces is not None and end:
             # The held line ends at this read's first LF.
             stop = find(0, end)
-            held = self._held + stop
-            if (buffer.data[stop - 1] if stop else pieces[-1][-1]) == 0x0D:
-                held -= 1
-            if held > limit or held == exitLength:
-                return False
-            start = stop + 1
-            walked = 1
             before = self._held
-        splitAbove = self.splitAbove
-        shortLine = self.shortLine
-        data = buffer.data
+            line = before + stop - ((data[stop - 1] if stop else pieces[-1][-1]) == 13)
+            if line > limit or line == exitLength:
+                return False
+            start, walked = stop + 1, 1
         while start < end:
-            if walked == splitAbove and start + before < walked * shortLine:
+            if walked == self.splitAbove and start + before < walked * self.shortLine:
                 return False
             stop = find(start, end)
-            line = stop - start
-            if line and data[stop - 1] == 0x0D:
-                line -= 1
+            line = stop - start - (stop > start and data[stop - 1] == 13)
             if line > limit or line == exitLength:
                 return False
             walked += 1
@@ -137,12 +122,11 @@ class LineEchoProtocol(EchoProtocol):
             return True
         if end:
             self.counted(walked)
-            if pieces is not None:
-                self._pieces = None
-                self._held = 0
-                self.echoPieces(pieces, view, end)
-            else:
+            if pieces is None:
                 self.echoPrefix(view, end)
+            else:
+                self._pieces, self._held = None, 0
+                self.echoPieces(pieces, view, end)
         if end < length:
             self._hold(bytes(view[end:]))
         return True

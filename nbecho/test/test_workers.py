@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from typing import Any
 
 from twisted.internet.error import ProcessDone
@@ -15,8 +17,9 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger, jsonFileLogObserver
 from twisted.python import usage
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from nbecho._twisted import ECHO_REACTOR
 from nbecho.deploy.worker import (
     LOG_FD,
     REQUEST_KEY,
@@ -384,3 +387,56 @@ class ParentTests(SynchronousTestCase):
             parent.dataReceived(data[i : i + 1])
         answers = [json.loads(line) for line in out.getvalue().splitlines()]
         self.assertEqual([a[REQUEST_KEY] for a in answers], [4, 5])
+
+
+class WorkerReactorTests(SynchronousTestCase):
+    """
+    A worker runs the reactor twistd's process runs.
+    """
+
+    def installed(self, name: str | None) -> str:
+        """
+        The reactor class a fresh process has after
+        C{installReactorNamed(name)}.
+        """
+        code = (
+            "import sys\n"
+            "from nbecho.deploy.worker import installReactorNamed\n"
+            "installReactorNamed(sys.argv[1] or None)\n"
+            "from twisted.internet import reactor\n"
+            "print(type(reactor).__module__ + '.' + type(reactor).__qualname__)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code, name or ""],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return result.stdout.strip()
+
+    def test_sameClass(self) -> None:
+        """
+        Twisted's poll reactor in twistd's process (C{--reactor poll}):
+        the worker's is one too.
+        """
+        name = "twisted.internet.pollreactor.PollReactor"
+        self.assertEqual(self.installed(name), name)
+
+    def test_nbechos(self) -> None:
+        """
+        nbecho's own reactor, or no name: nbecho's reactor where it exists.
+        """
+        if sys.platform != "linux":
+            raise SkipTest("nbecho's reactor is Linux only")
+        self.assertEqual(self.installed(ECHO_REACTOR), ECHO_REACTOR)
+        self.assertEqual(self.installed(None), ECHO_REACTOR)
+
+    def test_unknownClass(self) -> None:
+        """
+        A name that cannot be imported leaves the choice to Twisted.
+        """
+        self.assertEqual(
+            self.installed("nowhere.Reactor"),
+            "twisted.internet.epollreactor.EPollReactor",
+        )
