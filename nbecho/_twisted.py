@@ -10,7 +10,7 @@ UNIX socket's lock file to the daemon after twistd forks, echoing over
 TLS without Twisted's write aggregation, which loses echoes when the
 client's close_notify arrives with its last data, dispatching I/O
 events without Twisted's per-event cost of a new log context
-(L{EchoEPollReactor}), and reading a TCP connection into a buffer shared
+(C{EchoEPollReactor}), and reading a TCP connection into a buffer shared
 by all (L{readInto}).  (The write fast
 path's use of C{FileDescriptor}'s buffers lives in
 L{nbecho.server._fastwrite}, which steps aside on its own when they change.)
@@ -197,10 +197,10 @@ def watchCloseNotify(transport: object, callback: Callable[[], object]) -> bool:
     return True
 
 
-#: The fully qualified name of L{EchoEPollReactor}, as twistd logs it.
+#: The fully qualified name of C{EchoEPollReactor}, as twistd logs it.
 ECHO_REACTOR = "nbecho._twisted.EchoEPollReactor"
 
-#: Log contexts L{EchoEPollReactor} keeps, one per descriptor number.
+#: Log contexts C{EchoEPollReactor} keeps, one per descriptor number.
 _LogContexts = dict[int, tuple[object, str, dict[Any, Any]]]
 
 
@@ -304,7 +304,7 @@ if sys.platform == "linux":
 
 def installEchoReactor() -> bool:
     """
-    Install L{EchoEPollReactor} as the reactor, unless one is installed
+    Install C{EchoEPollReactor} as the reactor, unless one is installed
     already (chosen with twistd's C{--reactor}, or imported by something
     earlier) or this system has no epoll; return whether it was installed.
     """

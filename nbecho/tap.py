@@ -362,7 +362,7 @@ def makeService(options: Options) -> IService:
     the worker processes the options ask for.
 
     Unless twistd was given C{--reactor}, the reactor is Twisted's epoll
-    reactor with cheaper event dispatch (L{installEchoReactor}).
+    reactor with cheaper event dispatch (C{installEchoReactor}).
     """
     installEchoReactor()
     from twisted.internet import reactor

@@ -29,7 +29,7 @@ from __future__ import annotations
 from functools import cache, partial
 from typing import Any, Callable
 
-from nbecho.server._libc import LONG, sendGathered, sendView
+from nbecho.server._libc import sendGathered, sendView
 
 #: FileDescriptor attributes the fast path reads; all must exist.
 _REQUIRED = ("dataBuffer", "_tempDataLen", "connected", "disconnecting")
@@ -152,9 +152,8 @@ def _writers(
     write = transport.write
     send = sock.send
     gather = getattr(sock, "sendmsg", None)
-    # On PyPy, long views and gathered pieces go through libc without the
-    # copy its socket methods make (nbecho.server._libc); bytes do not
-    # need it.
+    # On PyPy, views and gathered pieces go through libc without the copy
+    # its socket methods make (nbecho.server._libc); bytes do not need it.
     fd = sock.fileno()
     sendLong = None if sendView is None else partial(sendView, fd)
     if gather is not None and sendGathered is not None:
@@ -181,7 +180,7 @@ def _writers(
             write(bytes(data))
             return
         try:
-            if sendLong is not None and type(data) is not bytes and len(data) > LONG:
+            if sendLong is not None and type(data) is not bytes:
                 sent = sendLong(data)
             else:
                 sent = send(data)

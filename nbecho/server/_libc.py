@@ -13,10 +13,10 @@ again (docs/performance.rst, section PyPy).  C{ffi.from_buffer} hands C the
 bytes where they are, without a copy.
 
 On PyPy, line framing therefore searches long stretches (over L{LONG}
-bytes) with L{findLF} and L{rfindLF}, and the write fast path
-(L{nbecho.server._fastwrite}) sends long views with L{sendView} and
-gathers pieces with L{sendGathered}.  Short stretches and short views keep
-the interpreter's own calls, cheaper than a call into C.  L{ReadBuffer}
+bytes) with C{findLF} and C{rfindLF}, and the write fast path
+(L{nbecho.server._fastwrite}) sends views with C{sendView} and gathers
+pieces with C{sendGathered}.  Short stretches keep the interpreter's own
+search, cheaper than a call into C.  L{ReadBuffer}
 searches the buffer long reads arrive in through C{memchr} too: PyPy's
 C{bytearray.find} with bounds is six times slower again.
 
@@ -35,8 +35,9 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
-#: Stretches and views shorter than this use the interpreter's own calls:
-#: a call through cffi costs about 0.5 µs on PyPy.
+#: Stretches shorter than this use the interpreter's own search: a call
+#: through cffi on a C{bytes} costs about 60 ns on PyPy, PyPy's own search
+#: of 64 bytes 16 ns.
 LONG = 4096
 
 #: C{findLF(data, start)}: the index of the first LF of C{data} at or after

@@ -86,7 +86,7 @@ class LineEchoProtocol(EchoProtocol):
         Echo the complete lines of a long read from the read buffer (after
         the held partial line, if this read completes it) and keep a copy
         of its partial line; or return C{False} untouched, for
-        L{dataReceived} to handle the read: a line may be the exit word or
+        C{dataReceived} to handle the read: a line may be the exit word or
         is too long, or the lines are short and split faster than walked
         (C{splitAbove}).  The lines are walked to decide before anything
         is counted or sent.

@@ -11,6 +11,7 @@ the lingering close come from L{nbecho.server.connection.Connection}.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -78,6 +79,11 @@ class EchoProtocol(Connection):
     _readSize = 0
     #: The buffer this connection reads into, if it does (L{readView}).
     _buffer: ReadBuffer | None = None
+    #: Reads longer than this are echoed from the read buffer when they
+    #: can be (L{readView}); shorter ones are copied for C{dataReceived}.
+    #: On CPython a short copy costs less than walking lines in a
+    #: C{bytearray}; on PyPy, where it is the copies that cost, every read.
+    viewAbove = LONG if sys.implementation.name != "pypy" else 0
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -131,17 +137,21 @@ class EchoProtocol(Connection):
         A long read is echoed from the buffer itself when L{readView} can
         (quiet, nothing in it that ends the connection), so that it is
         never copied into a new string; anything else is copied and goes
-        to L{dataReceived}, as if Twisted had read it.
+        to C{dataReceived}, as if Twisted had read it.
         """
         buffer = self._buffer
         assert buffer is not None
-        if length <= LONG or not self.settings.quiet or not self.readView(length):
+        if (
+            length <= self.viewAbove
+            or not self.settings.quiet
+            or not self.readView(length)
+        ):
             self.dataReceived(bytes(memoryview(buffer.data)[:length]))
 
     def readView(self, length: int) -> bool:
         """
         Echo the read of C{length} bytes in the read buffer, quietly, or
-        return C{False} without doing anything, for L{dataReceived} to
+        return C{False} without doing anything, for C{dataReceived} to
         handle it: a read that may be the exit word.
 
         Nothing may keep a view of the buffer past this call: the fast

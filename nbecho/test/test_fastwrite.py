@@ -349,7 +349,6 @@ class _ThroughLibc:
         patch = self.patch  # type: ignore[attr-defined]
         patch(_fastwrite, "sendView", senders[0])
         patch(_fastwrite, "sendGathered", senders[1])
-        patch(_fastwrite, "LONG", 0)
 
 
 class FastWriterLibcTests(_ThroughLibc, FastWriterTCPTests):

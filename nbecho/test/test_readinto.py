@@ -55,7 +55,7 @@ class SameAsDataReceivedTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         # Every read takes the buffer's own path, not only long ones.
-        self.patch(protocol, "LONG", 0)
+        self.patch(protocol.EchoProtocol, "viewAbove", 0)
 
     @settings(max_examples=300, deadline=None, database=None)
     @given(
@@ -124,7 +124,7 @@ class SameAsDataReceivedTests(SynchronousTestCase):
         quiet, as a benchmark sends them: all echoed and counted, none
         copied into a new string on the way back.
         """
-        self.patch(protocol, "LONG", 4096)
+        self.patch(protocol.EchoProtocol, "viewAbove", 4096)
         line = b"y" * 102399 + b"\n"
         data = line * 5
         chunks = [data[i : i + 65536] for i in range(0, len(data), 65536)]
