@@ -86,8 +86,14 @@ class Proxied:
 
 @pytest.fixture
 def haproxy(nbechoServer: ServerFactory, tmp_path: Path) -> Iterator[Proxied]:
+    # Every connection's Accept line is logged: the tests count them.
     instances = [
-        nbechoServer("--listen", "haproxy:tcp:0:interface=127.0.0.1") for _ in range(2)
+        nbechoServer(
+            "--listen",
+            "haproxy:tcp:0:interface=127.0.0.1",
+            *("--log-connection-rate", "0", "--log-connection-rate-total", "0"),
+        )
+        for _ in range(2)
     ]
     port = freePort()
     config = (CONTRIB / "haproxy.cfg").read_text()

@@ -66,7 +66,9 @@ def test_sdistLeavesOutTwistedPatches(tmp_path: Path) -> None:
     shutil.copytree(
         ROOT,
         project,
-        ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "_build"),
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "build", "*.egg-info", "_build", "_trial_temp*"
+        ),
     )
     result = subprocess.run(
         [sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path)],

@@ -24,7 +24,7 @@ from nbecho.logs.ratelimit import LogBudget
 from nbecho.server._address import formatAddress, logKey, peerKey
 from nbecho.server.connection import Connection
 from nbecho.server.lines import LineEchoProtocol
-from nbecho.server.protocol import EchoProtocol
+from nbecho.server.protocol import EchoProtocol, sharedReadBuffer
 from nbecho.settings import EchoSettings
 from nbecho.stats import EchoStats
 
@@ -121,6 +121,14 @@ class EchoFactory(ServerFactory):
         self._admitted: dict[IEchoConnection, str | None] = {}
         self._closed = EchoStats()
         self._whenEmpty: list[Deferred[None]] = []
+
+
+    def startFactory(self) -> None:
+        """
+        Make the read buffer every connection shares as the server starts,
+        so that its 256 KiB are the process's, not the first client's.
+        """
+        sharedReadBuffer(EchoProtocol.bulkReadSize)
 
     def buildProtocol(self, addr: IAddress | None) -> Connection:  # type: ignore[override]
         settings = self.settings

@@ -103,7 +103,7 @@ class EchoProtocol(Connection):
             self._writeAll = fastSequenceWriter(self.transport)
         if self._writeAll is not None and self._writesViews:
             # Echoes leave from the read itself (bufferReceived).
-            buffer = _sharedBuffer(self.bulkReadSize)
+            buffer = sharedReadBuffer(self.bulkReadSize)
             if readInto(self.transport, buffer.data, self.bufferReceived):
                 self._buffer = buffer
         tlsWrite = tlsWriter(self.transport)
@@ -132,20 +132,15 @@ class EchoProtocol(Connection):
     def bufferReceived(self, length: int) -> None:
         """
         A read of C{length} bytes arrived at the start of the read buffer
-        every connection shares (L{nbecho._twisted.readInto}).
-
-        A long read is echoed from the buffer itself when L{readView} can
-        (quiet, nothing in it that ends the connection), so that it is
-        never copied into a new string; anything else is copied and goes
-        to C{dataReceived}, as if Twisted had read it.
+        every connection shares (L{nbecho._twisted.readInto}).  It is
+        echoed from the buffer when L{readView} can (quiet, nothing in it
+        that ends the connection); otherwise it is copied and goes to
+        C{dataReceived}, as if Twisted had read it.
         """
         buffer = self._buffer
         assert buffer is not None
-        if (
-            length <= self.viewAbove
-            or not self.settings.quiet
-            or not self.readView(length)
-        ):
+        quiet = self.settings.quiet
+        if length <= self.viewAbove or not quiet or not self.readView(length):
             self.dataReceived(bytes(memoryview(buffer.data)[:length]))
 
     def readView(self, length: int) -> bool:
@@ -344,7 +339,7 @@ class EchoProtocol(Connection):
 
 
 @cache
-def _sharedBuffer(size: int) -> ReadBuffer:
+def sharedReadBuffer(size: int) -> ReadBuffer:
     """
     The read buffer of every connection that reads into one, made with
     the first.
