@@ -57,10 +57,10 @@ SendGathered = Callable[[int, Sequence["bytes | bytearray | memoryview"]], int]
 _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0x4000)
 
 
-def _library() -> tuple[Any, Any] | None:
+def _library(*names: str) -> tuple[Any, list[Any]] | None:
     """
-    A cffi C{FFI} with the four functions declared, and libc opened; or
-    L{None} where cffi is missing.
+    A cffi C{FFI} with the four functions declared, and libc's functions
+    C{names} from it; or L{None} where cffi or one of them is missing.
     """
     try:
         # Imported by name: cffi ships no type hints.
@@ -76,9 +76,9 @@ def _library() -> tuple[Any, Any] | None:
     )
     try:
         libc = ffi.dlopen(None)
-    except (OSError, ffi.error):
+        return ffi, [getattr(libc, name) for name in names]
+    except (OSError, AttributeError, ffi.error):
         return None
-    return ffi, libc
 
 
 def libcScanners() -> tuple[FindLF, RFindLF] | None:
@@ -87,15 +87,10 @@ def libcScanners() -> tuple[FindLF, RFindLF] | None:
     through cffi, on any interpreter that has cffi and a libc with both
     (glibc, musl); L{None} elsewhere.
     """
-    library = _library()
+    library = _library("memchr", "memrchr")
     if library is None:
         return None
-    ffi, libc = library
-    try:
-        memchr = libc.memchr
-        memrchr = libc.memrchr
-    except (AttributeError, ffi.error):
-        return None
+    ffi, (memchr, memrchr) = library
     fromBuffer = ffi.from_buffer
     cast = ffi.cast
     null = ffi.NULL
@@ -135,15 +130,10 @@ def libcSenders() -> tuple[SendView, SendGathered] | None:
     C{socket.send} raises for it (C{BlockingIOError} for EAGAIN), so the
     callers handle both alike.
     """
-    library = _library()
+    library = _library("send", "writev")
     if library is None:
         return None
-    ffi, libc = library
-    try:
-        send = libc.send
-        writev = libc.writev
-    except (AttributeError, ffi.error):
-        return None
+    ffi, (send, writev) = library
     fromBuffer = ffi.from_buffer
     newVectors = ffi.new
 
@@ -216,15 +206,10 @@ def _bufferScanners(
     the cdata kept by the closures pins it, and a bytearray that is never
     resized keeps its storage.
     """
-    library = _library()
+    library = _library("memchr", "memrchr")
     if library is None:
         return None
-    ffi, libc = library
-    try:
-        memchr = libc.memchr
-        memrchr = libc.memrchr
-    except (AttributeError, ffi.error):
-        return None
+    ffi, (memchr, memrchr) = library
     pointer = ffi.from_buffer(data)
     base = ffi.cast("char *", pointer)
     cast = ffi.cast

@@ -122,7 +122,6 @@ class EchoFactory(ServerFactory):
         self._closed = EchoStats()
         self._whenEmpty: list[Deferred[None]] = []
 
-
     def startFactory(self) -> None:
         """
         Make the read buffer every connection shares as the server starts,
