@@ -127,8 +127,9 @@ class LineEchoProtocol(EchoProtocol):
             else:
                 self._pieces, self._held = None, 0
                 self.echoPieces(pieces, view, end)
+                buffer.release(pieces)
         if end < length:
-            self._hold(bytes(view[end:]))
+            self._hold(buffer.keep(view[end:]))
         return True
 
     def _hold(self, data: bytes | memoryview) -> None:

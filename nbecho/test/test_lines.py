@@ -441,6 +441,7 @@ def _run(
     pieceSize: int = LineEchoProtocol.pieceSize,
     splitAbove: int = LineEchoProtocol.splitAbove,
     throughBuffer: bool = False,
+    pooled: bool = False,
 ) -> tuple[bytes, int, str, list[str]]:
     """
     Feed C{chunks} to a new connection, end it, and return what came back,
@@ -449,7 +450,9 @@ def _run(
     With C{throughBuffer}, each chunk arrives as a read into a shared read
     buffer does (L{EchoProtocol.bufferReceived}), and the buffer is
     overwritten after each: an echo or a held line that kept a view of it
-    comes out wrong.
+    comes out wrong.  With C{pooled}, every partial line is copied into a
+    spare buffer, and spares given back are overwritten at once: a spare
+    given back while its line was still held comes out wrong too.
     """
     events = EventLoggingObserver()
     globalLogPublisher.addObserver(events)
@@ -459,7 +462,7 @@ def _run(
         proto.splitAbove = splitAbove  # type: ignore[attr-defined]
         feed: Callable[[bytes], None] = proto.dataReceived
         if throughBuffer:
-            feed = _readsIntoBuffer(proto, transport)
+            feed = _readsIntoBuffer(proto, transport, pooled)
         for chunk in chunks:
             feed(chunk)
         if halfClose:
@@ -573,14 +576,15 @@ class ExitWordCostTests(SynchronousTestCase):
 
 
 def _readsIntoBuffer(
-    proto: EchoProtocol, transport: RecordingTransport
+    proto: EchoProtocol, transport: RecordingTransport, pooled: bool = False
 ) -> Callable[[bytes], None]:
     """
     Give C{proto} a read buffer and writers that take views, as it has on
     a TCP connection with the fast writer, and return a function that
     delivers a chunk through the buffer and then spoils the buffer.
     """
-    buffer = ReadBuffer(1 << 16)
+    buffer = ReadBuffer(1 << 16, pooled=pooled)
+    buffer.keepAbove = 0
     proto._buffer = buffer
     proto._writesViews = True
     proto._write = lambda data: transport.write(bytes(data))
@@ -590,5 +594,7 @@ def _readsIntoBuffer(
         buffer.data[: len(chunk)] = chunk
         proto.bufferReceived(len(chunk))
         buffer.data[:] = b"\xaa" * len(buffer.data)
+        for spare in buffer.spares:
+            spare[:] = b"\xbb" * len(spare)
 
     return feed

@@ -66,6 +66,7 @@ class SameAsDataReceivedTests(SynchronousTestCase):
         st.booleans(),
         st.sampled_from([1, sys.maxsize]),
         st.sampled_from([1, 4096]),
+        st.booleans(),
     )
     def test_lines(
         self,
@@ -76,31 +77,55 @@ class SameAsDataReceivedTests(SynchronousTestCase):
         halfClose: bool,
         splitAbove: int,
         pieceSize: int,
+        pooled: bool,
     ) -> None:
         """
         Line framing: any text (exit words, CRs, too-long lines), any
-        reads, quiet or logging, walking or splitting short lines.
+        reads, quiet or logging, walking or splitting short lines, partial
+        lines kept in new strings or in spare buffers.
         """
         echoSettings = EchoSettings(maxLineLength=limit, quiet=quiet, logRate=0)
         chunks = _chunks(data, cuts)
         options: dict[str, Any] = {"splitAbove": splitAbove, "pieceSize": pieceSize}
         expected = _run(self, echoSettings, chunks, halfClose, **options)
-        got = _run(self, echoSettings, chunks, halfClose, throughBuffer=True, **options)
+        got = _run(
+            self,
+            echoSettings,
+            chunks,
+            halfClose,
+            throughBuffer=True,
+            pooled=pooled,
+            **options,
+        )
         self.assertEqual(got, expected)
 
     @settings(max_examples=300, deadline=None, database=None)
-    @given(_reads, st.sampled_from([1, 5, 1000]), st.booleans(), st.booleans())
-    @example([b"abc\nabc\nabc\nabc\nabc\nxy", b"abc\nabc\nabc\n"], 1000, True, False)
+    @given(
+        _reads,
+        st.sampled_from([1, 5, 1000]),
+        st.booleans(),
+        st.booleans(),
+        st.booleans(),
+    )
+    @example(
+        [b"abc\nabc\nabc\nabc\nabc\nxy", b"abc\nabc\nabc\n"], 1000, True, False, False
+    )
     def test_linesInWholeTokens(
-        self, chunks: list[bytes], limit: int, quiet: bool, halfClose: bool
+        self,
+        chunks: list[bytes],
+        limit: int,
+        quiet: bool,
+        halfClose: bool,
+        pooled: bool,
     ) -> None:
         """
         Line framing, reads made of whole lines and words: many complete
-        lines a read, exit words in every form.
+        lines a read, exit words in every form, partial lines in new
+        strings or in spare buffers.
         """
         echoSettings = EchoSettings(maxLineLength=limit, quiet=quiet, logRate=0)
-        options: dict[str, Any] = {"splitAbove": sys.maxsize}
-        expected = _run(self, echoSettings, chunks, halfClose, **options)
+        options: dict[str, Any] = {"splitAbove": sys.maxsize, "pooled": pooled}
+        expected = _run(self, echoSettings, chunks, halfClose, splitAbove=sys.maxsize)
         got = _run(self, echoSettings, chunks, halfClose, throughBuffer=True, **options)
         self.assertEqual(got, expected)
 
