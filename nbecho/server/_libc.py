@@ -183,13 +183,13 @@ class ReadBuffer:
         C{data[start:end]} (counted from the start of C{data}), or -1.
     @ivar rfind: C{rfind(end)}, the index of the last LF of C{data[:end]},
         or -1.
-    @ivar spares: with C{pooled}, buffers that copies of partial lines
-        (L{keep}) are made in, given back when their line has gone out
-        (L{release}), C{spareLimit} at most.  On PyPy a new string per
-        partial line is what drives its garbage collector at 100 KiB lines
-        (a third of the major collections), and slicing into a
-        C{bytearray} copies a byte at a time: these copies are made with
-        cffi's C{memmove} into buffers that are used again.
+    @ivar spares: with C{pooled} (by default on PyPy), buffers that copies
+        of partial lines (L{keep}) are made in, given back when their line
+        has gone out (L{release}), C{spareLimit} at most.  On PyPy a new
+        string per partial line is what drove its garbage collector at
+        100 KiB lines, and slicing into a C{bytearray} copies a byte at a
+        time: these copies are made with cffi's C{memmove} into buffers
+        that are used again.
     @cvar keepAbove: partial lines this long or shorter are copied into a
         new string.
     """
@@ -197,13 +197,11 @@ class ReadBuffer:
     keepAbove = LONG
     spareLimit = 16
 
-    def __init__(
-        self, size: int, pooled: bool = sys.implementation.name == "pypy"
-    ) -> None:
+    def __init__(self, size: int, pooled: bool | None = None) -> None:
         self.data = bytearray(size)
         self.spares: list[_Spare] = []
         self._memmove: Callable[[Any, Any, int], None] | None = None
-        if pooled:
+        if pooled or (pooled is None and sys.implementation.name == "pypy"):
             library = _library()
             self._memmove = None if library is None else library[0].memmove
         scanners = None
