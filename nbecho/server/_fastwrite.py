@@ -155,7 +155,7 @@ def _writers(
     # On PyPy, views and gathered pieces go through libc without the copy
     # its socket methods make (nbecho.server._libc); bytes do not need it.
     fd = sock.fileno()
-    sendLong = None if sendView is None else partial(sendView, fd)
+    sendDirect = None if sendView is None else partial(sendView, fd)
     if gather is not None and sendGathered is not None:
         gather = partial(sendGathered, fd)
     # Without TLS support in this Twisted, startTLS can never turn it on.
@@ -180,8 +180,8 @@ def _writers(
             write(bytes(data))
             return
         try:
-            if sendLong is not None and type(data) is not bytes:
-                sent = sendLong(data)
+            if sendDirect is not None and type(data) is not bytes:
+                sent = sendDirect(data)
             else:
                 sent = send(data)
         except OSError:

@@ -263,10 +263,7 @@ class LineEchoProtocol(EchoProtocol):
             self.counted(walked)
         else:
             self.messagesRead(bodies)
-        if self._head is None:
-            self.echoPrefix(data, end)
-        else:
-            self._echoOut(data, end)
+        self._echoOut(data, end)
         return True
 
     def _echoOut(self, data: bytes, end: int) -> None:
