@@ -344,6 +344,20 @@ def flood(surface: Surface) -> None:
     with surface.connect() as sock:
         received = 0
         deadline = time.monotonic() + CELL_TIME
+
+        def readUpTo(total: int) -> int:
+            """
+            Read echoes until C{total} bytes in all, the end of the stream
+            or the deadline; return how many came in all.
+            """
+            nonlocal received
+            while received < total and time.monotonic() < deadline:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                received += len(chunk)
+            return received
+
         if isinstance(sock, ssl.SSLSocket):
             # One TLS session must not be read and written from two threads
             # at once (OpenSSL's SSL objects are not thread-safe; about one
@@ -352,22 +366,13 @@ def flood(surface: Surface) -> None:
             for start in range(0, len(data), 65536):
                 piece = data[start : start + 65536]
                 sock.sendall(piece)
-                end = start + len(piece)
-                while received < end and time.monotonic() < deadline:
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        break
-                    received += len(chunk)
-            assert received == len(data)
-            return
-        sender = threading.Thread(target=sock.sendall, args=(data,), daemon=True)
-        sender.start()
-        while received < len(data) and time.monotonic() < deadline:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            received += len(chunk)
-        sender.join(PATIENCE)
+                if readUpTo(start + len(piece)) < start + len(piece):
+                    break
+        else:
+            sender = threading.Thread(target=sock.sendall, args=(data,), daemon=True)
+            sender.start()
+            readUpTo(len(data))
+            sender.join(PATIENCE)
         assert received == len(data)
 
 
